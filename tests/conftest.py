@@ -1,0 +1,41 @@
+"""Shared pytest fixtures: paths to the optional real data in ../shared, and an offline environment."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HF_FACEREC_SHARED", REPO_ROOT.parent / "shared"))
+SHARED_DATA = Path(os.environ.get("HF_FACEREC_DATA", SHARED / "data"))
+SHARED_MODELS = SHARED / "models"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {path} (real data in ../shared, absent on a fresh clone)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or skip."""
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture
+def shared_models() -> Path:
+    """../shared/models, or skip."""
+    return _require(SHARED_MODELS)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_home(tmp_path_factory, monkeypatch):
+    """evaluate/datasets copy modules and caches under HF_HOME: keep them out of the user's home."""
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
