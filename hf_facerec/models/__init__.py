@@ -1,0 +1,39 @@
+"""Model families: FaceRec (backbone + heads), IResNet, MobileFaceNet, the margin heads and the image processor.
+
+Files here are flat (no sub-packages) on purpose: transformers' remote-code loader copies a model's files flat
+next to the checkpoint and follows only single-dot relative imports, so ``trust_remote_code=True`` works for
+checkpoints whose backbone is IResNet or MobileFaceNet too.
+"""
+
+from .configuration_facerec import FaceRecConfig
+from .configuration_iresnet import IResNetConfig
+from .configuration_mobilefacenet import MobileFaceNetConfig
+from .heads import MARGIN_PENALTIES, ClassCenterHead, MarginPenalty, build_margin_head
+from .image_processing_facerec import FaceRecImageProcessor
+from .modeling_facerec import (
+    FaceRecForMarginClassification,
+    FaceRecModel,
+    FaceRecOutput,
+    FaceRecMarginOutput,
+    FaceRecPreTrainedModel,
+)
+from .modeling_iresnet import IResNetModel
+from .modeling_mobilefacenet import MobileFaceNetModel
+
+__all__ = [
+    "FaceRecConfig",
+    "FaceRecModel",
+    "FaceRecForMarginClassification",
+    "FaceRecOutput",
+    "FaceRecMarginOutput",
+    "FaceRecPreTrainedModel",
+    "FaceRecImageProcessor",
+    "IResNetConfig",
+    "IResNetModel",
+    "MobileFaceNetConfig",
+    "MobileFaceNetModel",
+    "MARGIN_PENALTIES",
+    "MarginPenalty",
+    "ClassCenterHead",
+    "build_margin_head",
+]

@@ -1,0 +1,92 @@
+"""Image processor for aligned face crops: resize to the model's face size, scale, normalise, optional flip TTA.
+
+PIL/NumPy only (no torchvision). Also shipped as remote code next to saved checkpoints, so it imports only
+``numpy`` and ``transformers``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from transformers.image_processing_backends import PilBackend
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import PILImageResampling
+from transformers.processing_utils import ImagesKwargs
+
+# ArcFace convention: (x / 255 - 0.5) / 0.5 maps pixels to [-1, 1].
+FACE_MEAN = [0.5, 0.5, 0.5]
+FACE_STD = [0.5, 0.5, 0.5]
+
+
+class FaceRecImageProcessorKwargs(ImagesKwargs, total=False):
+    """flip_tta (`bool`): also return `pixel_values_flipped`, the horizontally mirrored batch."""
+
+    flip_tta: bool
+
+
+class FaceRecImageProcessor(PilBackend):
+    r"""
+    Prepares aligned face crops for a FaceRec model.
+
+    Steps: convert to RGB -> resize to `size` (default 112x112, bilinear; skipped when the image already has that
+    size) -> rescale by 1/255 -> normalise with mean 0.5, std 0.5 (ArcFace convention, pixels in [-1, 1]).
+    With `flip_tta=True` the output also holds `pixel_values_flipped`, the mirrored batch, for flip test-time
+    augmentation (embeddings of both views are summed or concatenated by the caller).
+
+    Returns a `BatchFeature` with `pixel_values` of shape `(batch_size, 3, height, width)`.
+    """
+
+    valid_kwargs = FaceRecImageProcessorKwargs
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BILINEAR
+    size = {"height": 112, "width": 112}
+    image_mean = FACE_MEAN
+    image_std = FACE_STD
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    flip_tta = False
+
+    def _preprocess(
+        self,
+        images: list[np.ndarray],
+        do_resize: bool,
+        size,
+        resample,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean,
+        image_std,
+        return_tensors=None,
+        flip_tta: bool = False,
+        **kwargs,
+    ) -> BatchFeature:
+        # Images arrive channels-first (C, H, W). Resize only those that need it, then rescale and normalise the
+        # whole stacked batch in one affine pass instead of image by image.
+        if do_resize:
+            target = (size.height, size.width)
+            images = [
+                image if image.shape[1:] == target else self.resize(image=image, size=size, resample=resample)
+                for image in images
+            ]
+        shapes = {image.shape for image in images}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"Face crops must share one size to be batched, got {sorted(shapes)}; enable do_resize."
+            )
+        batch = np.stack(images).astype(np.float32)
+        scale = np.float32(rescale_factor if do_rescale else 1.0)
+        if do_normalize:
+            mean = np.asarray(image_mean, dtype=np.float32).reshape(1, -1, 1, 1)
+            std = np.asarray(image_std, dtype=np.float32).reshape(1, -1, 1, 1)
+            batch = (batch * scale - mean) / std
+        elif do_rescale:
+            batch = batch * scale
+        data = {"pixel_values": batch}
+        if flip_tta:
+            data["pixel_values_flipped"] = np.ascontiguousarray(batch[..., ::-1])
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+__all__ = ["FaceRecImageProcessor", "FACE_MEAN", "FACE_STD"]

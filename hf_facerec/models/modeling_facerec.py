@@ -1,0 +1,326 @@
+"""FaceRec models: any vision backbone -> pooling -> embedding head -> L2-normalised face embedding.
+
+`FaceRecModel` embeds faces; `FaceRecForMarginClassification` adds a margin head (ArcFace, CosFace, AdaFace, ...,
+optionally Partial FC) for training. This file is also shipped as remote code next to saved checkpoints
+(``trust_remote_code=True``), so it imports only torch, transformers and sibling files.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_facerec import CLS_TOKEN_BACKBONES, FaceRecConfig
+from .heads import build_margin_head
+from .modeling_iresnet import IResNetModel
+from .modeling_mobilefacenet import MobileFaceNetModel
+
+FACE_BACKBONE_MODELS: dict[str, type[PreTrainedModel]] = {
+    "iresnet": IResNetModel,
+    "mobilefacenet": MobileFaceNetModel,
+}
+
+
+@dataclass
+class FaceRecOutput(ModelOutput):
+    """
+    Args:
+        embeddings (`torch.FloatTensor` of shape `(batch_size, embedding_size)`): L2-normalised face embeddings.
+        features (`torch.FloatTensor` of shape `(batch_size, embedding_size)`): the same before normalisation (their
+            norm carries image quality, which AdaFace uses).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): the backbone's, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): the backbone's, when `output_attentions=True`.
+    """
+
+    embeddings: torch.FloatTensor | None = None
+    features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class FaceRecMarginOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): margin cross-entropy, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_sampled_classes)`, *optional*): scaled, margin-
+            penalised cosine logits over the class centers used this step (all of them unless Partial FC samples).
+        embeddings, features, hidden_states, attentions: as in [`FaceRecOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    features: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def pooled_feature_size(config: FaceRecConfig) -> int:
+    """Width of the pooled backbone vector fed to the embedding head, from the backbone config alone."""
+    backbone = config.backbone_config
+    pooling = config.resolved_pooling
+    if pooling == "pooler" and backbone.model_type in FACE_BACKBONE_MODELS:
+        return int(backbone.hidden_size)
+    hidden_sizes = getattr(backbone, "hidden_sizes", None)
+    if hidden_sizes and backbone.model_type != "swin":  # CNNs (ResNet, ConvNeXt, IResNet, MobileFaceNet maps)
+        width = int(hidden_sizes[-1])
+    else:
+        width = int(backbone.hidden_size)
+    return 2 * width if pooling == "cls_mean" else width
+
+
+class FaceRecEmbeddingHead(nn.Module):
+    """Pooled vector (B, in_features) -> face feature (B, embedding_size).
+
+    Modes: `bn_dropout_linear_bn` (ArcFace's output layer "E": BN -> dropout -> FC -> BN), `linear_bn`
+    (insightface IResNet: dropout -> FC -> BN), `linear` (dropout -> FC), `none` (identity).
+    """
+
+    def __init__(self, in_features: int, embedding_size: int, mode: str, dropout: float = 0.0):
+        super().__init__()
+        self.mode = mode
+        if mode == "none":
+            if in_features != embedding_size:
+                raise ValueError(
+                    f"embedding_head='none' needs the pooled features ({in_features}) to equal embedding_size "
+                    f"({embedding_size})"
+                )
+            return
+        self.pre_norm = nn.BatchNorm1d(in_features) if mode == "bn_dropout_linear_bn" else None
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_features, embedding_size)
+        self.norm = nn.BatchNorm1d(embedding_size) if mode in ("linear_bn", "bn_dropout_linear_bn") else None
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return pooled
+        if self.pre_norm is not None:
+            pooled = self.pre_norm(pooled)
+        features = self.linear(self.dropout(pooled))
+        return self.norm(features) if self.norm is not None else features
+
+
+class FaceRecPreTrainedModel(PreTrainedModel):
+    config_class = FaceRecConfig
+    base_model_prefix = "facerec"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Backbones are PreTrainedModels and initialise themselves; this covers the heads only.
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+def _build_backbone(config: FaceRecConfig) -> nn.Module:
+    backbone_config = config.backbone_config
+    model_class = FACE_BACKBONE_MODELS.get(backbone_config.model_type)
+    backbone = model_class(backbone_config) if model_class is not None else AutoModel.from_config(backbone_config)
+    return _drop_unused_pooler(backbone, config)
+
+
+def _drop_unused_pooler(backbone: nn.Module, config: FaceRecConfig) -> nn.Module:
+    # ViT's pooler (dense + tanh) is not used unless pooling == "pooler"; parameters without gradients would break
+    # DDP (find_unused_parameters) and waste optimiser state.
+    pooler = getattr(backbone, "pooler", None)
+    if config.resolved_pooling != "pooler" and isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
+        backbone.pooler = None
+    return backbone
+
+
+class FaceRecModel(FaceRecPreTrainedModel):
+    """Face embedding model: `pixel_values (B, C, H, W)` -> [`FaceRecOutput`] with `embeddings (B, D)`."""
+
+    def __init__(self, config: FaceRecConfig):
+        super().__init__(config)
+        self.backbone = _build_backbone(config)
+        self.embedding_head = FaceRecEmbeddingHead(
+            pooled_feature_size(config), config.embedding_size, config.embedding_head, config.head_dropout
+        )
+        self._interpolate_pos_encoding = self._needs_interpolation()
+        self.post_init()
+
+    @classmethod
+    def from_backbone(cls, backbone_name_or_path: str, backbone_kwargs: dict | None = None, **config_kwargs):
+        """Face model around pretrained backbone weights (Hub id or local folder); the heads start fresh.
+
+        Example: ``FaceRecModel.from_backbone("facebook/dinov2-small", embedding_size=512)``.
+        `backbone_kwargs` go to the backbone's `from_pretrained` (e.g. `revision`, `dtype`).
+        """
+        config = FaceRecConfig.from_backbone(backbone_name_or_path, **config_kwargs)
+        model = cls(config)
+        backbone = model.get_backbone()
+        pretrained = type(backbone).from_pretrained(
+            backbone_name_or_path, config=config.backbone_config, **(backbone_kwargs or {})
+        )
+        model.set_backbone(_drop_unused_pooler(pretrained, config))
+        return model
+
+    def get_backbone(self) -> nn.Module:
+        return self.backbone
+
+    def set_backbone(self, backbone: nn.Module) -> None:
+        self.backbone = backbone
+
+    def _needs_interpolation(self) -> bool:
+        if self.config.interpolate_pos_encoding is not None:
+            return self.config.interpolate_pos_encoding
+        if "interpolate_pos_encoding" not in inspect.signature(self.backbone.forward).parameters:
+            return False  # CNNs take any size; Dinov2/Swin interpolate or pad on their own
+        native = getattr(self.config.backbone_config, "image_size", None)
+        if native is None:
+            return False
+        native = (native, native) if isinstance(native, int) else tuple(native)
+        return tuple(native) != self.config.face_size
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
+            shape = getattr(pixel_values, "shape", type(pixel_values).__name__)
+            raise ValueError(f"pixel_values must be a (batch, channels, height, width) tensor, got {shape}")
+        if pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"pixel_values has {pixel_values.shape[1]} channels but the model expects {self.config.num_channels}"
+            )
+
+    def _pool(self, outputs) -> torch.Tensor:
+        pooling = self.config.resolved_pooling
+        if pooling == "pooler":
+            pooled = getattr(outputs, "pooler_output", None)
+            if pooled is None:
+                raise ValueError(f"The {self.config.backbone_type} backbone returns no pooler_output; use 'mean'.")
+            return pooled.flatten(1)
+        hidden = outputs.last_hidden_state
+        if hidden.ndim == 4:  # CNN feature map (B, C, H, W)
+            return hidden.mean(dim=(2, 3))
+        cls_token = hidden[:, 0]
+        if pooling == "cls":
+            return cls_token
+        prefix = 0
+        if self.config.backbone_type in CLS_TOKEN_BACKBONES:
+            prefix = 1 + int(getattr(self.config.backbone_config, "num_register_tokens", 0) or 0)
+        patch_mean = hidden[:, prefix:].mean(dim=1)
+        return patch_mean if pooling == "mean" else torch.cat([cls_token, patch_mean], dim=-1)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> FaceRecOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Aligned face crops, normalised by [`FaceRecImageProcessor`].
+        """
+        self._check_pixel_values(pixel_values)
+        backbone_kwargs = {}
+        if self._interpolate_pos_encoding:
+            backbone_kwargs["interpolate_pos_encoding"] = True
+        if output_hidden_states:
+            backbone_kwargs["output_hidden_states"] = True
+        if output_attentions:
+            backbone_kwargs["output_attentions"] = True
+        outputs = self.backbone(pixel_values=pixel_values, **backbone_kwargs)
+        pooled = self._pool(outputs)
+        if pooled.shape[-1] != self.embedding_head_in_features:
+            raise ValueError(
+                f"The {self.config.backbone_type} backbone pooled to {pooled.shape[-1]} features but the embedding "
+                f"head expects {self.embedding_head_in_features}; check `pooling` and the backbone config."
+            )
+        features = self.embedding_head(pooled)
+        output = FaceRecOutput(
+            embeddings=F.normalize(features, dim=-1),
+            features=features,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    @property
+    def embedding_head_in_features(self) -> int:
+        return pooled_feature_size(self.config)
+
+
+class FaceRecForMarginClassification(FaceRecPreTrainedModel):
+    """[`FaceRecModel`] + a margin head over `config.num_identities` class centers, for training.
+
+    `forward(pixel_values, labels)` returns a [`FaceRecMarginOutput`] with the margin loss, the logits and the
+    embeddings. Export the embedding model alone with `model.facerec.save_pretrained(...)`.
+    """
+
+    def __init__(self, config: FaceRecConfig):
+        super().__init__(config)
+        if config.num_identities <= 0:
+            raise ValueError("FaceRecForMarginClassification needs config.num_identities > 0 (the number of classes)")
+        self.facerec = FaceRecModel(config)
+        self.margin_head = build_margin_head(
+            config.embedding_size,
+            config.num_identities,
+            margin_type=config.margin_type,
+            scale=config.margin_scale,
+            sample_rate=config.partial_fc_sample_rate,
+            **(config.margin_kwargs or {}),
+        )
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if module is getattr(self, "margin_head", None):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> FaceRecMarginOutput | tuple:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): identity indices in
+            `[0, config.num_identities)`; when given, the margin loss is computed.
+        """
+        outputs = self.facerec(
+            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
+        loss = logits = None
+        if labels is not None:
+            head_output = self.margin_head(outputs.features, labels)
+            loss, logits = head_output.loss, head_output.logits
+        output = FaceRecMarginOutput(
+            loss=loss,
+            logits=logits,
+            embeddings=outputs.embeddings,
+            features=outputs.features,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = [
+    "FaceRecOutput",
+    "FaceRecMarginOutput",
+    "FaceRecEmbeddingHead",
+    "FaceRecPreTrainedModel",
+    "FaceRecModel",
+    "FaceRecForMarginClassification",
+    "pooled_feature_size",
+]
