@@ -1,0 +1,80 @@
+"""face_bias: demographic differentials of face verification as an ``evaluate`` module.
+
+A thin wrapper around :func:`hf_facerec.evaluation.bias_report` (pure numpy).
+"""
+
+from __future__ import annotations
+
+import datasets
+import evaluate
+import numpy as np
+
+from hf_facerec.evaluation import bias_report
+
+_DESCRIPTION = """\
+Demographic differentials of 1:1 face verification for any grouping column (ethnicity, gender,
+age band...). Per group: k-fold accuracy with the group's own thresholds (RFW protocol), and
+FMR / FNMR at one global threshold reaching the target FAR over all pairs. Summaries: mean,
+STD and SER (max error / min error) of the accuracies; FDR (de Freitas Pereira & Marcel 2022);
+GARBE (Howard et al. 2022); max/min FMR and FNMR ratios (ISO/IEC 19795-10 style).
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list[float]`): similarity score of each pair (higher = more similar).
+    references (`list[int]`): 1 for a genuine (same identity) pair, 0 for an impostor pair.
+    groups (`list[str]`): demographic group of each pair; each group needs genuine and impostor
+        pairs and at least `n_folds` pairs.
+    far (`float`, defaults to 1e-3): FAR target of the global threshold (over all pairs).
+    alpha (`float`, defaults to 0.5): weight of FMR against FNMR in FDR and GARBE.
+    folds (`list[int]`, *optional*): fold id of each pair; default contiguous folds per group.
+    n_folds (`int`, defaults to 10).
+Returns:
+    far, threshold, alpha, groups ({group: accuracy, fmr, fnmr, eer, auc, ...}),
+    accuracy_summary (mean, std, ser, best/worst group), fdr, garbe, fmr_max_min_ratio,
+    fnmr_max_min_ratio. Unbounded/undefined values (e.g. SER with a zero-error group) are None.
+"""
+
+_CITATION = """\
+@article{pereira2022fairness,
+  title={Fairness in Biometrics: A Figure of Merit to Assess Biometric Verification Systems},
+  author={de Freitas Pereira, Tiago and Marcel, S{\\'e}bastien},
+  journal={IEEE Transactions on Biometrics, Behavior, and Identity Science}, volume={4}, number={1}, year={2022}
+}
+@article{howard2022garbe,
+  title={Evaluating Proposed Fairness Models for Face Recognition Algorithms},
+  author={Howard, John J. and Laird, Eli J. and Sirotin, Yevgeniy B. and Rubin, Rebecca E. and Tipton, Jerry L. and Vemury, Arun R.},
+  journal={arXiv preprint arXiv:2203.05051}, year={2022}
+}
+@inproceedings{wang2019rfw,
+  title={Racial Faces in the Wild: Reducing Racial Bias by Information Maximization Adaptation Network},
+  author={Wang, Mei and Deng, Weihong and Hu, Jiani and Tao, Xunqiang and Huang, Yaohai},
+  booktitle={ICCV}, year={2019}
+}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class FaceBias(evaluate.Metric):
+    """Per-group verification accuracy and error rates, with FDR / GARBE / SER summaries."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("float32"),
+                    "references": datasets.Value("int32"),
+                    "groups": datasets.Value("string"),
+                }
+            ),
+            format="numpy",
+            reference_urls=["https://arxiv.org/abs/2203.05051", "https://doi.org/10.1109/TBIOM.2021.3102862"],
+        )
+
+    def _compute(self, predictions, references, groups, far: float = 1e-3, alpha: float = 0.5, folds=None, n_folds: int = 10) -> dict:
+        return bias_report(
+            np.asarray(predictions), np.asarray(references), np.asarray(groups), far=far, alpha=alpha, folds=folds, n_folds=n_folds
+        )

@@ -1,0 +1,93 @@
+"""The bundled evaluate modules load offline and return exactly the numpy core's numbers."""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+import pytest
+import yaml
+
+evaluate = pytest.importorskip("evaluate")
+
+from hf_facerec.evaluation import bias_report, identification_report, verification_report  # noqa: E402
+from hf_facerec.metrics import METRIC_NAMES, build_gradio_widget, load_metric, metric_path  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _pairs(seed=0, n=200):
+    rng = np.random.default_rng(seed)
+    labels = np.tile([1, 0], n // 2)
+    scores = np.where(labels == 1, rng.normal(0.6, 0.2, n), rng.normal(0.1, 0.15, n)).astype(np.float32)
+    return scores, labels
+
+
+def test_verification_module_matches_core_both_loaders():
+    scores, labels = _pairs()
+    expected = verification_report(scores, labels, fars=(1e-2, 1e-1))
+    by_path = evaluate.load(str(metric_path("face_verification")))
+    assert by_path.compute(predictions=scores, references=labels, fars=(1e-2, 1e-1)) == expected
+    module = load_metric("face_verification")
+    for start in range(0, 200, 50):  # batched accumulation gives the same result
+        module.add_batch(predictions=scores[start : start + 50], references=labels[start : start + 50])
+    assert module.compute(fars=(1e-2, 1e-1)) == expected
+    folds = np.repeat(np.arange(4), 50)
+    assert load_metric("face_verification").compute(predictions=scores, references=labels, folds=folds)["accuracy"] == (
+        verification_report(scores, labels, folds=folds)["accuracy"]
+    )
+
+
+def test_bias_module_matches_core():
+    scores, labels = _pairs(1, n=400)
+    groups = np.repeat(np.array(["a", "b"]), 200)
+    module = load_metric("face_bias")
+    got = module.compute(predictions=scores, references=labels, groups=groups, far=0.02, alpha=0.4)
+    assert got == bias_report(scores, labels, groups, far=0.02, alpha=0.4)
+
+
+def test_identification_module_matches_core():
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(30, 8)).astype(np.float32)
+    gallery_labels = np.arange(30)
+    probe = np.r_[gallery[:20] + 0.5 * rng.normal(size=(20, 8)), rng.normal(size=(10, 8))].astype(np.float32)
+    probe_labels = np.r_[np.arange(20), 100 + np.arange(10)]
+    module = load_metric("face_identification")
+    got = module.compute(
+        predictions=probe, references=probe_labels, gallery_embeddings=gallery, gallery_labels=gallery_labels, fpirs=(0.1, 0.5)
+    )
+    assert got == identification_report(probe, probe_labels, gallery, gallery_labels, fpirs=(0.1, 0.5))
+    with pytest.raises(ValueError, match="gallery_embeddings"):
+        load_metric("face_identification").compute(predictions=probe, references=probe_labels)
+
+
+def test_unknown_metric_name():
+    with pytest.raises(ValueError, match="unknown metric"):
+        load_metric("accuracy")
+
+
+@pytest.mark.parametrize("name", METRIC_NAMES)
+def test_module_folder_is_a_complete_space(name):
+    folder = metric_path(name)
+    assert (folder / f"{name}.py").is_file()  # folder name == file name: evaluate.load(folder) works
+    header = (folder / "README.md").read_text(encoding="utf-8").split("---")[1]
+    card = yaml.safe_load(header)
+    assert card["sdk"] == "gradio" and card["app_file"] == "app.py"
+    assert {"evaluate", "metric"} <= set(card["tags"]) and card["title"] and card["description"]
+    assert {"emoji", "colorFrom", "colorTo"} <= set(card)
+    app = (folder / "app.py").read_text()
+    ast.parse(app)
+    assert f'launch_gradio_widget("{name}")' in app
+    assert "hf_facerec" in (folder / "requirements.txt").read_text()
+
+
+def test_gradio_widget_computes_from_a_table():
+    pytest.importorskip("gradio")
+    module = load_metric("face_verification")
+    interface = build_gradio_widget(module)
+    table = [["0.9", "1"], ["0.2", "0"], ["0.8", "1"], ["0.1", "0"], ["", ""]]  # blank row ignored
+    got = interface.fn(table, '{"n_folds": 2, "fars": [0.5]}')
+    assert got == verification_report(np.float32([0.9, 0.2, 0.8, 0.1]), [1, 0, 1, 0], n_folds=2, fars=[0.5])
