@@ -1,0 +1,390 @@
+"""InsightFace / MXNet RecordIO (``train.rec`` + ``train.idx``) read and written without mxnet.
+
+Byte format (dmlc-core ``recordio.h``), little-endian:
+
+* a record is ``uint32 magic (0xced7230a)``, ``uint32 lrecord``, ``payload``, zero padding to a
+  multiple of 4 bytes; ``lrecord`` holds ``cflag`` in its upper 3 bits and the payload length in
+  its lower 29 bits;
+* the writer never lets a 4-byte-aligned magic appear inside a payload: it cuts the payload at
+  each such magic and writes the pieces as parts with ``cflag`` 1 (first), 2 (middle) and 3 (last);
+  the reader glues them back, re-inserting the magic between parts (``cflag`` 0 = whole record);
+* a payload (``mx.recordio.pack``) is the ``IRHeader`` struct ``<IfQQ`` (flag, label, id, id2),
+  then ``flag`` float32 labels when ``flag > 0`` (the scalar ``label`` is then unused), then the
+  encoded image;
+* ``.idx`` is text, one ``key<TAB>byte offset`` line per record.
+
+InsightFace training sets (``MXFaceDataset``) put a header at key 0 whose ``label[0]`` is the
+first key after the images, so the image keys are ``range(1, int(label[0]))``; the keys after
+hold one record per identity whose label is the ``(start, end)`` key range of its images.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RECORDIO_MAGIC", "RecordIOError", "RecordIOReader", "write_recordio", "pack_record", "unpack_record"]
+
+RECORDIO_MAGIC = 0xCED7230A
+_MAGIC_BYTES = struct.pack("<I", RECORDIO_MAGIC)
+_IR_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: 24 bytes, no padding either way
+_LENGTH_MASK = (1 << 29) - 1
+_FLOAT32_EXACT = 1 << 24  # header labels are float32: integers above this are not exact
+
+Label = float | np.ndarray
+
+
+class RecordIOError(ValueError):
+    """A RecordIO file (or its index) is malformed or truncated; the message names the offset."""
+
+
+def pack_record(label: Label, image_bytes: bytes, record_id: int = 0, record_id2: int = 0) -> bytes:
+    """Encode one payload like ``mx.recordio.pack``.
+
+    Args:
+        label: a number (stored in the header, ``flag = 0``) or a 1-D array of K labels (stored as
+            K float32 after the header, ``flag = K``).
+        image_bytes: the encoded image (JPEG/PNG), or ``b""``.
+    """
+    if isinstance(label, numbers.Number):
+        return _IR_HEADER.pack(0, float(label), record_id, record_id2) + bytes(image_bytes)
+    labels = np.asarray(label, dtype="<f4").reshape(-1)
+    if labels.size == 0:
+        raise ValueError("an array label needs at least one value")
+    return _IR_HEADER.pack(labels.size, 0.0, record_id, record_id2) + labels.tobytes() + bytes(image_bytes)
+
+
+def unpack_record(payload: bytes) -> tuple[Label, bytes]:
+    """Decode one payload like ``mx.recordio.unpack``: ``(label, image_bytes)``.
+
+    ``label`` is a Python float when ``flag == 0``, else a float32 array of shape ``(flag,)``.
+    """
+    if len(payload) < _IR_HEADER.size:
+        raise RecordIOError(f"payload of {len(payload)} bytes is shorter than the {_IR_HEADER.size}-byte IRHeader")
+    flag, label, _, _ = _IR_HEADER.unpack_from(payload)
+    start = _IR_HEADER.size
+    if flag == 0:
+        return float(label), bytes(payload[start:])
+    end = start + 4 * flag
+    if end > len(payload):
+        raise RecordIOError(f"IRHeader announces {flag} labels but the payload holds {len(payload) - start} bytes")
+    return np.frombuffer(payload, dtype="<f4", count=flag, offset=start).astype(np.float32), bytes(payload[end:])
+
+
+def _frame(payload: bytes) -> bytes:
+    """The on-disk bytes of one payload: magic-split parts, each with magic + lrecord, padded."""
+    if len(payload) >= 1 << 29:
+        raise ValueError(f"a RecordIO record holds < 2**29 bytes, got {len(payload)}")
+    # Aligned positions where the magic appears inside the payload must become part boundaries.
+    words = np.frombuffer(payload, dtype="<u4", count=len(payload) // 4)
+    cuts = (np.flatnonzero(words == RECORDIO_MAGIC) * 4).tolist()
+    chunks, start = [], 0
+    for number, cut in enumerate(cuts):
+        cflag = 1 if number == 0 else 2
+        chunks += [_MAGIC_BYTES, struct.pack("<I", (cflag << 29) | (cut - start)), payload[start:cut]]
+        start = cut + 4
+    tail = len(payload) - start
+    chunks += [_MAGIC_BYTES, struct.pack("<I", ((3 if cuts else 0) << 29) | tail), payload[start:]]
+    chunks.append(b"\0" * (-tail % 4))  # earlier parts are multiples of 4 by construction
+    return b"".join(chunks)
+
+
+class RecordIOReader:
+    """Random-access and sequential reader of a ``.rec`` file, without mxnet.
+
+    Args:
+        rec_path: the ``.rec`` file.
+        idx_path: its ``.idx``; defaults to ``rec_path`` with suffix ``.idx`` when that exists,
+            otherwise the offsets are found by one sequential scan (keys ``0..N-1``).
+
+    Attributes:
+        keys: ``(R,)`` int64 array, every key of the index in file order (header and identity
+            records included).
+        image_keys: ``(N,)`` int64 array, the keys of image records: ``range(1, label[0])`` when
+            key 0 is an InsightFace header (``flag > 0``, empty image), otherwise all keys.
+            ``len(reader)`` is ``N``.
+
+    Keys and offsets live in numpy arrays (not a dict): 5.8M records (MS1MV3) cost about 90 MB.
+    The file is opened lazily and re-opened in a forked process (DataLoader workers), and reads use
+    ``os.pread`` where available, so one reader can be shared by threads and worker processes.
+    """
+
+    def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None):
+        self.rec_path = Path(rec_path)
+        if not self.rec_path.is_file():
+            raise FileNotFoundError(f"RecordIO file not found: {self.rec_path}")
+        self._file_size = self.rec_path.stat().st_size
+        self._file = None
+        self._pid = None
+        self._lock = threading.Lock()
+        default_idx = self.rec_path.with_suffix(".idx")
+        if idx_path is None and default_idx.is_file():
+            idx_path = default_idx
+        self.idx_path = None if idx_path is None else Path(idx_path)
+        self._keys: np.ndarray | None = None
+        self._offsets: np.ndarray | None = None
+        self._contiguous = False
+        self._image_keys: np.ndarray | None = None
+        if self.idx_path is not None:
+            self._set_index(*self._read_index(self.idx_path))  # read now: a bad index fails early
+
+    # ---- index ------------------------------------------------------------------------------
+    def _read_index(self, idx_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        if not idx_path.is_file():
+            raise FileNotFoundError(f"RecordIO index not found: {idx_path}")
+        try:
+            table = np.loadtxt(idx_path, dtype=np.int64, ndmin=2)
+        except ValueError as error:
+            raise RecordIOError(f"{idx_path}: not a 'key<TAB>offset' index: {error}") from None
+        if table.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if table.shape[1] != 2:
+            raise RecordIOError(f"{idx_path}: expected 2 columns (key, offset), found {table.shape[1]}")
+        keys, offsets = table[:, 0], table[:, 1]
+        bad = np.flatnonzero((offsets < 0) | (offsets > self._file_size - 8))
+        if bad.size:
+            line = int(bad[0])
+            raise RecordIOError(
+                f"{idx_path}:{line + 1}: offset {offsets[line]} of key {keys[line]} lies outside {self.rec_path} "
+                f"({self._file_size} bytes): truncated .rec or wrong index"
+            )
+        return keys, offsets
+
+    def _set_index(self, keys: np.ndarray, offsets: np.ndarray) -> None:
+        if np.unique(keys).size != keys.size:
+            raise RecordIOError(f"duplicate keys in the index of {self.rec_path}")
+        self._keys, self._offsets = keys, offsets
+        # The usual index is keys 0..R-1 in order: then a key is its own row, no search needed.
+        self._contiguous = bool(np.array_equal(keys, np.arange(keys.size)))
+        if not self._contiguous:
+            self._order = np.argsort(keys, kind="stable")
+            self._sorted_keys = keys[self._order]
+
+    def _ensure_index(self) -> None:
+        if self._keys is None:
+            offsets = np.fromiter((offset for offset, _ in self._scan()), dtype=np.int64)
+            self._set_index(np.arange(offsets.size, dtype=np.int64), offsets)
+
+    @property
+    def keys(self) -> np.ndarray:
+        self._ensure_index()
+        return self._keys
+
+    @property
+    def image_keys(self) -> np.ndarray:
+        if self._image_keys is None:
+            header = self.read_header()
+            keys = self.keys
+            self._image_keys = keys if header is None else keys[(keys >= 1) & (keys < int(header[0]))]
+        return self._image_keys
+
+    def offset_of(self, key: int) -> int:
+        """Byte offset of record ``key`` in the ``.rec`` file (KeyError when absent)."""
+        self._ensure_index()
+        key = int(key)
+        if self._contiguous:
+            if 0 <= key < self._keys.size:
+                return int(self._offsets[key])
+        else:
+            row = int(np.searchsorted(self._sorted_keys, key))
+            if row < self._sorted_keys.size and self._sorted_keys[row] == key:
+                return int(self._offsets[self._order[row]])
+        raise KeyError(f"key {key} is not in the index of {self.rec_path}")
+
+    # ---- low-level reading ------------------------------------------------------------------
+    def _handle(self):
+        if self._file is None or self._pid != os.getpid():
+            self._file = open(self.rec_path, "rb")  # noqa: SIM115 - kept open for the reader's life
+            self._pid = os.getpid()
+        return self._file
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        handle = self._handle()
+        if hasattr(os, "pread"):
+            return os.pread(handle.fileno(), size, offset)
+        with self._lock:
+            handle.seek(offset)
+            return handle.read(size)
+
+    def _record_parts(self, offset: int) -> tuple[list[tuple[int, int]], int]:
+        """Locate the (possibly multi-part) record at ``offset`` from its part headers alone.
+
+        Returns ``([(body offset, length) per part], offset of the next record)``.
+        """
+        parts: list[tuple[int, int]] = []
+        position = offset
+        while True:
+            head = self._read_at(position, 8)
+            if len(head) < 8:
+                raise RecordIOError(
+                    f"truncated RecordIO file {self.rec_path}: record header at offset {position} needs 8 bytes, "
+                    f"file ends at {self._file_size}"
+                )
+            magic, lrecord = struct.unpack("<II", head)
+            if magic != RECORDIO_MAGIC:
+                raise RecordIOError(f"bad RecordIO magic 0x{magic:08x} at offset {position} of {self.rec_path}")
+            cflag, length = lrecord >> 29, lrecord & _LENGTH_MASK
+            # A record is one part with cflag 0, or parts flagged 1, 2, ..., 2, 3.
+            if cflag > 3 or (cflag in (2, 3)) != bool(parts):
+                raise RecordIOError(f"unexpected RecordIO part flag {cflag} at offset {position} of {self.rec_path}")
+            padded = (length + 3) & ~3
+            if position + 8 + padded > self._file_size:
+                raise RecordIOError(
+                    f"truncated RecordIO file {self.rec_path}: record at offset {position} needs {padded} bytes "
+                    f"after its header, only {self._file_size - position - 8} left"
+                )
+            parts.append((position + 8, length))
+            position += 8 + padded
+            if cflag in (0, 3):
+                return parts, position
+
+    def _read_payload(self, offset: int) -> bytes:
+        """The payload of the record at ``offset``."""
+        return self._join_parts(self._record_parts(offset)[0])
+
+    def _join_parts(self, parts: list[tuple[int, int]]) -> bytes:
+        """Read the parts of one record and glue them back with the magic between them."""
+        if len(parts) == 1:
+            return self._read_at(*parts[0])
+        # Parts are contiguous on disk (only 8-byte part headers between them): one read, then cut.
+        first, (last_offset, last_length) = parts[0][0], parts[-1]
+        blob = self._read_at(first, last_offset + last_length - first)
+        return _MAGIC_BYTES.join(blob[o - first : o - first + n] for o, n in parts)
+
+    def _scan(self) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        """``(offset, parts)`` of every record in file order, reading only the 8-byte part headers."""
+        offset = 0
+        while offset < self._file_size:
+            parts, next_offset = self._record_parts(offset)
+            yield offset, parts
+            offset = next_offset
+
+    # ---- public API ---------------------------------------------------------------------------
+    def read(self, key: int) -> tuple[Label, bytes]:
+        """``(label, image_bytes)`` of record ``key``; see :func:`unpack_record` for the label type."""
+        return unpack_record(self._read_payload(self.offset_of(key)))
+
+    def read_header(self) -> np.ndarray | None:
+        """The label array of the InsightFace header record (key 0), or None when there is none."""
+        try:
+            label, image = self.read(0)
+        except KeyError:
+            return None
+        return label if isinstance(label, np.ndarray) and not image else None
+
+    def __len__(self) -> int:
+        return len(self.image_keys)
+
+    def __getitem__(self, index: int) -> tuple[Label, bytes]:
+        """The ``index``-th image record (``-N <= index < N``)."""
+        return self.read(int(self.image_keys[index]))
+
+    def __iter__(self) -> Iterator[tuple[Label, bytes]]:
+        """Sequential scan of the image records, ``(label, image_bytes)``; needs no index.
+
+        Follows the same rule as :attr:`image_keys`: a leading InsightFace header is skipped and
+        the scan stops at the key it names (the identity records after are not images).
+        """
+        end = None
+        for position, (_, parts) in enumerate(self._scan()):
+            if end is not None and position >= end:
+                return
+            label, image = unpack_record(self._join_parts(parts))
+            if position == 0 and isinstance(label, np.ndarray) and not image:
+                end = int(label[0])
+                continue
+            yield label, image
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> RecordIOReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        # Picklable for DataLoader workers: drop the open handle (reopened lazily).
+        state = self.__dict__.copy()
+        state.update(_file=None, _pid=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RecordIOReader({str(self.rec_path)!r}, images={len(self)}, records={len(self.keys)})"
+
+
+def _identity_ranges(labels: list[float]) -> list[tuple[int, int]] | None:
+    """``(start, end)`` key ranges per identity (images at keys ``1..N``), or None if not contiguous."""
+    values = np.asarray(labels, dtype=np.float64)
+    if values.size == 0 or not np.all((values >= 0) & (values == np.round(values))):
+        return None
+    ids = values.astype(np.int64)
+    boundaries = np.flatnonzero(np.diff(ids)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(ids)]])
+    if len(np.unique(ids[starts])) != len(starts):
+        return None  # an identity's images are split into several runs
+    return [(int(s) + 1, int(e) + 1) for s, e in zip(starts, ends)]
+
+
+def write_recordio(
+    rec_path: str | os.PathLike,
+    idx_path: str | os.PathLike | None,
+    items: Iterable[tuple[Label, bytes]],
+    header_record: bool = True,
+) -> int:
+    """Write ``(label, image_bytes)`` items as a ``.rec`` (+ ``.idx``) in the real MXNet byte format.
+
+    With ``header_record`` the layout is InsightFace's: key 0 is a header (``flag = 2``), images get
+    keys ``1..N``, and when every image label is an integer identity whose images are contiguous,
+    one record per identity follows (label ``(start, end)``) and the header label is
+    ``(N + 1, N + 1 + num_identities)``; otherwise the header is ``(N + 1, N + 1)``. The header is
+    patched in place at the end, so ``items`` is streamed (only the scalar labels are kept).
+    Without ``header_record`` images get keys ``0..N-1``.
+
+    Returns:
+        the number of image records written.
+    """
+    offsets: list[int] = []
+    identity_labels: list[float] = []
+    with open(rec_path, "wb") as rec:
+
+        def write(payload: bytes) -> None:
+            offsets.append(rec.tell())
+            rec.write(_frame(payload))
+
+        if header_record:
+            write(pack_record(np.zeros(2, np.float32), b""))
+        for label, image_bytes in items:
+            if header_record and len(offsets) >= _FLOAT32_EXACT - 1:
+                raise ValueError(
+                    f"an InsightFace header stores key counts as float32, exact only up to {_FLOAT32_EXACT}: "
+                    "write this many images with header_record=False"
+                )
+            write(pack_record(label, image_bytes, record_id=len(offsets)))
+            identity_labels.append(float(label) if isinstance(label, numbers.Number) else float(np.ravel(label)[0]))
+        num_images = len(identity_labels)
+        if header_record:
+            ranges = _identity_ranges(identity_labels) or []
+            for start, end in ranges:
+                write(pack_record(np.array([start, end], np.float32), b""))
+            header = pack_record(np.array([num_images + 1, num_images + 1 + len(ranges)], np.float32), b"")
+            rec.seek(0)
+            rec.write(_frame(header))  # same size as the placeholder: 24-byte IRHeader + 2 floats
+    if idx_path is not None:
+        with open(idx_path, "w", encoding="ascii") as idx:
+            idx.writelines(f"{key}\t{offset}\n" for key, offset in enumerate(offsets))
+    return num_images
