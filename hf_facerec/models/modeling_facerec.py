@@ -70,8 +70,10 @@ def pooled_feature_size(config: FaceRecConfig) -> int:
     if pooling == "pooler" and backbone.model_type in FACE_BACKBONE_MODELS:
         return int(backbone.hidden_size)
     hidden_sizes = getattr(backbone, "hidden_sizes", None)
-    if hidden_sizes and backbone.model_type != "swin":  # CNNs (ResNet, ConvNeXt, IResNet, MobileFaceNet maps)
+    if hidden_sizes and backbone.model_type != "swin":  # CNN maps: ResNet, ConvNeXt, IResNet
         width = int(hidden_sizes[-1])
+    elif backbone.model_type == "mobilefacenet":  # its last map, before the global depthwise conv
+        width = int(backbone.feature_size)
     else:
         width = int(backbone.hidden_size)
     return 2 * width if pooling == "cls_mean" else width

@@ -60,7 +60,7 @@ def test_cls_pooling_on_a_cnn_is_rejected():
 
 
 def test_mean_pooling_on_cnn_feature_maps():
-    for name in ("resnet", "convnext", "iresnet"):
+    for name in ("resnet", "convnext", "iresnet", "mobilefacenet"):
         model = _model(name, pooling="mean")
         with torch.no_grad():
             assert model(torch.randn(2, 3, 112, 112)).embeddings.shape == (2, 16)
