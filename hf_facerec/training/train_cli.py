@@ -1,0 +1,333 @@
+"""`hf-facerec train` / `scripts/train.py`: train a face recognizer from a YAML/JSON config and/or flags.
+
+    hf-facerec train --config configs/train/tiny_synthetic.yaml --max_steps 50
+    accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config configs/train/dinov2_small_lora.yaml
+
+Arguments are three dataclasses parsed with `HfArgumentParser`: [`ModelArguments`] (the backbone and the heads),
+[`DataArguments`] (the identity dataset) and [`FaceRecTrainingArguments`]. A config file gives any of their fields
+as keys; flags given on the command line override it (an empty string clears a path the file set, e.g.
+`--train_dataset ""` to use `--train_dir` instead). `--resume_from_checkpoint` takes a checkpoint folder, `last`
+(the newest complete checkpoint in output_dir; error if none) or `auto` (the same, or a fresh start).
+
+Writes to `output_dir`: checkpoints (`checkpoint-N`), the final merged `FaceRecModel` + `FaceRecImageProcessor`
+(loads with `AutoModel.from_pretrained`, no peft), `adapter/` in lora mode, `train_results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+__all__ = [
+    "ModelArguments",
+    "DataArguments",
+    "BACKBONE_PRESETS",
+    "add_arguments",
+    "parse_train_arguments",
+    "build_model",
+    "load_train_dataset",
+    "last_complete_checkpoint",
+    "resolve_resume_checkpoint",
+    "run",
+]
+
+logger = logging.getLogger(__name__)
+
+BACKBONE_PRESETS = ("tiny-vit", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "mobilefacenet")
+_SYNTHETIC = re.compile(r"^synthetic:(\d+):(\d+)$")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class ModelArguments:
+    """The face model: a backbone (pretrained, or a config for scratch) + pooling + embedding head."""
+
+    backbone: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id or local folder of a backbone (e.g. facebook/dinov2-small; pretrained weights are loaded "
+            "unless finetune_mode=scratch), or a preset built from a config: " + ", ".join(BACKBONE_PRESETS)
+        },
+    )
+    embedding_size: int = field(default=512, metadata={"help": "Size of the face embedding."})
+    pooling: str = field(default="auto", metadata={"help": "auto, cls, mean, cls_mean or pooler."})
+    embedding_head: str = field(
+        default="bn_dropout_linear_bn", metadata={"help": "bn_dropout_linear_bn, linear_bn, linear or none."}
+    )
+    head_dropout: float = field(default=0.0, metadata={"help": "Dropout inside the embedding head."})
+    image_size: int = field(default=112, metadata={"help": "Side of the aligned face crop the model sees."})
+    backbone_overrides: str | None = field(
+        default=None, metadata={"help": 'Backbone config overrides as JSON, e.g. \'{"drop_path_rate": 0.1}\'.'}
+    )
+
+
+@dataclass
+class DataArguments:
+    """The training identities: one of an identity folder, synthetic identities or a saved dataset."""
+
+    train_dir: str | None = field(default=None, metadata={"help": "Identity folder root/<identity>/<image>."})
+    train_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "synthetic:N_IDENTITIES:N_IMAGES (procedural synthetic faces), or a folder written by "
+            "datasets.Dataset.save_to_disk with image and label columns."
+        },
+    )
+    min_images_per_identity: int = field(default=1, metadata={"help": "Drop identities with fewer images."})
+    max_identities: int | None = field(default=None, metadata={"help": "Keep at most this many identities."})
+    identity_subset: str = field(
+        default="first", metadata={"help": "Which identities max_identities keeps.", "choices": ["first", "random"]}
+    )
+    augmentation: str = field(
+        default="light", metadata={"help": "Training augmentation.", "choices": ["none", "light", "medium"]}
+    )
+
+
+def _dataclass_types() -> tuple[type, ...]:
+    from .arguments import FaceRecTrainingArguments
+
+    return (ModelArguments, DataArguments, FaceRecTrainingArguments)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument parsing: flags override the config file
+# ---------------------------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and every field of the three argument dataclasses to `parser`.
+
+    Field flags default to "not given" (`argparse.SUPPRESS`), so `parse_train_arguments` can tell a flag typed on
+    the command line (which overrides the config file) from a dataclass default.
+    """
+    from transformers import HfArgumentParser
+
+    parser.add_argument("--config", default=None, help="YAML or JSON file with any of the arguments below.")
+    for dtype in _dataclass_types():
+        group = parser.add_argument_group(dtype.__name__)
+        hints = get_type_hints(dtype)
+        before = len(parser._actions)
+        for data_field in dataclasses.fields(dtype):
+            if data_field.init:
+                # A copy: the parser narrows `type` in place (Optional[X] -> X).
+                data_field = copy.copy(data_field)
+                data_field.type = hints[data_field.name]
+                HfArgumentParser._parse_dataclass_field(group, data_field)
+        for action in parser._actions[before:]:
+            action.default = argparse.SUPPRESS
+
+
+def _read_config(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    elif path.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"config must be a .yaml, .yml or .json file, got {path}")
+    if not isinstance(data, dict):
+        raise ValueError(f"config {path} must hold a mapping of argument names to values")
+    return data
+
+
+def parse_train_arguments(args: argparse.Namespace | list[str]):
+    """`(ModelArguments, DataArguments, FaceRecTrainingArguments)` from a namespace of `add_arguments` (or argv).
+
+    Raises `ValueError` on unknown keys in the config file.
+    """
+    from transformers import HfArgumentParser
+
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        args = parser.parse_args(args)
+    values = _read_config(getattr(args, "config", None))
+    values.update({key: value for key, value in vars(args).items() if key != "config"})
+    return HfArgumentParser(_dataclass_types()).parse_dict(values)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model and data
+# ---------------------------------------------------------------------------------------------------------------
+def _preset_backbone_config(name: str, image_size: int):
+    """Backbone config of a preset name, or None when `name` is not a preset."""
+    if name == "tiny-vit":
+        from transformers import ViTConfig
+
+        # 4 layers x 64 wide, 16x16 patches: trains on CPU in about a minute (tiny_synthetic.yaml).
+        return ViTConfig(image_size=image_size, patch_size=16, hidden_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, intermediate_size=128)
+    if name.startswith("iresnet") and name[len("iresnet"):].isdigit():
+        from ..models import IResNetConfig
+
+        return IResNetConfig.from_depth(int(name[len("iresnet"):]), image_size=image_size)
+    if name == "mobilefacenet":
+        from ..models import MobileFaceNetConfig
+
+        return MobileFaceNetConfig(image_size=image_size)
+    return None
+
+
+def build_model(model_args: ModelArguments, num_identities: int, finetune_mode: str):
+    """`FaceRecForMarginClassification` over `num_identities` classes.
+
+    A preset, or any backbone with `finetune_mode="scratch"`, is built from its config (random weights); otherwise
+    the backbone's pretrained weights are loaded (`FaceRecModel.from_backbone`). The heads always start fresh.
+    """
+    from ..models import FaceRecConfig, FaceRecForMarginClassification, FaceRecModel
+
+    if not model_args.backbone:
+        raise ValueError(
+            "--backbone is required: a Hub id, a local folder or a preset (" + ", ".join(BACKBONE_PRESETS) + ")"
+        )
+    try:
+        overrides = json.loads(model_args.backbone_overrides) if model_args.backbone_overrides else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"backbone_overrides must be a JSON object, got {model_args.backbone_overrides!r}") from error
+    if not isinstance(overrides, dict):
+        raise ValueError(f"backbone_overrides must be a JSON object, got {model_args.backbone_overrides!r}")
+    fields = dict(
+        embedding_size=model_args.embedding_size, pooling=model_args.pooling, embedding_head=model_args.embedding_head,
+        head_dropout=model_args.head_dropout, image_size=model_args.image_size, num_identities=num_identities,
+    )
+    preset = _preset_backbone_config(model_args.backbone, model_args.image_size)
+    if preset is not None:
+        for key, value in overrides.items():
+            setattr(preset, key, value)
+        return FaceRecForMarginClassification(FaceRecConfig(backbone_config=preset, **fields))
+    if finetune_mode == "scratch":
+        config = FaceRecConfig.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
+        return FaceRecForMarginClassification(config)
+    facerec = FaceRecModel.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
+    model = FaceRecForMarginClassification(facerec.config)
+    model.facerec = facerec  # the pretrained backbone + fresh embedding head replace the random ones
+    return model
+
+
+def load_train_dataset(data_args: DataArguments, image_size: int, seed: int):
+    """The training identities as a `datasets.Dataset` with `image` and `label` columns."""
+    import datasets
+
+    if bool(data_args.train_dir) == bool(data_args.train_dataset):
+        raise ValueError("Give exactly one of --train_dir and --train_dataset")
+    if data_args.train_dir:
+        from ..data.folders import load_identity_folder
+
+        return load_identity_folder(
+            data_args.train_dir, data_args.min_images_per_identity, data_args.max_identities,
+            data_args.identity_subset, seed,
+        )
+    match = _SYNTHETIC.match(data_args.train_dataset)
+    if match:
+        from ..data.synthetic import make_synthetic_faces
+
+        return make_synthetic_faces(int(match.group(1)), int(match.group(2)), image_size=image_size, seed=seed)
+    path = Path(data_args.train_dataset)
+    if not path.is_dir():
+        raise ValueError(
+            f"--train_dataset must be synthetic:N_IDENTITIES:N_IMAGES or a saved dataset folder, got "
+            f"{data_args.train_dataset!r}"
+        )
+    dataset = datasets.load_from_disk(str(path))
+    missing = {"image", "label"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    return dataset
+
+
+def _num_identities(dataset) -> int:
+    label = dataset.features["label"]
+    if hasattr(label, "num_classes"):
+        return int(label.num_classes)
+    return int(max(dataset["label"])) + 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resume
+# ---------------------------------------------------------------------------------------------------------------
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` that was completely written, or None.
+
+    The Trainer writes `trainer_state.json` last, so a checkpoint without it was cut short (a killed job) and is
+    skipped; `transformers.trainer_utils.get_last_checkpoint` would return it.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    for _, path in sorted(steps, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+    return None
+
+
+def resolve_resume_checkpoint(output_dir: str | Path, spec: str | None) -> str | None:
+    """`--resume_from_checkpoint` -> a checkpoint folder or None: a path, `last` (must exist) or `auto`."""
+    if spec is None or spec in ("", "false", "False", "none", "None"):
+        return None
+    if spec in ("last", "auto", "true", "True"):
+        found = last_complete_checkpoint(output_dir)
+        if found is None and spec != "auto":
+            raise ValueError(f"--resume_from_checkpoint {spec}: no complete checkpoint in {output_dir}")
+        return found
+    if not Path(spec, "trainer_state.json").is_file():
+        raise ValueError(f"--resume_from_checkpoint {spec!r} is not a complete checkpoint folder")
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    """Train, then save the merged model, the image processor (and the adapter in lora mode) to output_dir."""
+    import transformers
+    from transformers import set_seed
+
+    from ..data.augment import default_train_augmentation, make_train_transform
+    from ..models import FaceRecImageProcessor
+    from .peft import trainable_parameter_counts
+    from .trainer import FaceRecTrainer
+
+    model_args, data_args, training_args = parse_train_arguments(args)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    # This command's own progress lines on the main process; transformers at the level --log_level asks for.
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+
+    set_seed(training_args.seed)  # the model's random parts are drawn before the Trainer seeds
+    dataset = load_train_dataset(data_args, model_args.image_size, training_args.seed)
+    num_identities = _num_identities(dataset)
+    model = build_model(model_args, num_identities, training_args.finetune_mode)
+    height, width = model.config.face_size
+    processor = FaceRecImageProcessor(size={"height": height, "width": width})
+    augmentation = None
+    if data_args.augmentation != "none":
+        augmentation = default_train_augmentation(data_args.augmentation, seed=training_args.seed)
+    dataset.set_transform(make_train_transform(processor, augmentation, seed=training_args.seed))
+
+    trainer = FaceRecTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor)
+    logger.info("%d images of %d identities; finetune_mode=%s; trainable parameters %s", len(dataset),
+                num_identities, training_args.finetune_mode, trainable_parameter_counts(model))
+    checkpoint = resolve_resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
+    if checkpoint is not None:
+        logger.info("Resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    if training_args.finetune_mode == "lora":
+        trainer.save_adapter(Path(training_args.output_dir) / "adapter")
+    output_dir = trainer.save_final_model(training_args.output_dir)
+    logger.info("Final model saved to %s", output_dir)
+    return 0

@@ -1,0 +1,248 @@
+"""Resume: an interrupted run resumed from its checkpoint ends exactly where an uninterrupted run does; a training
+script killed with SIGKILL resumes from its last complete checkpoint; the command line's config + flag handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hf_facerec.training.train_cli import (
+    build_model,
+    last_complete_checkpoint,
+    load_train_dataset,
+    parse_train_arguments,
+    resolve_resume_checkpoint,
+)
+from hf_facerec.training.trainer import FaceRecTrainer
+from tests.training.test_trainer import TinyFaces, one_thread, step_losses, tiny_args, tiny_model  # noqa: F401
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY_CONFIG = REPO_ROOT / "configs" / "train" / "tiny_synthetic.yaml"
+
+
+class _StopAt(TrainerCallback):
+    """Stops training after `step` (as a crash would, but after the checkpoint of that step was written)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
+def _run(output_dir, mode: str, stop_at: int | None = None, resume: str | None = None) -> FaceRecTrainer:
+    # 48 images / batch 16 = 3 steps per epoch: step 5 is in the middle of the second epoch, so resuming must
+    # skip the batches the sampler already gave. LoRA dropout (0.25) draws from the RNG restored from rng_state.pth.
+    args = tiny_args(output_dir, finetune_mode=mode, max_steps=10, save_strategy="steps", save_steps=5,
+                     warmup_steps=2, lr_scheduler_type="cosine", weight_decay=0.01)
+    callbacks = [_StopAt(stop_at)] if stop_at else None
+    trainer = FaceRecTrainer(model=tiny_model(seed=0, head_dropout=0.1), args=args,
+                             train_dataset=TinyFaces(per_identity=6), callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, mode):
+    reference = _run(tmp_path / "straight", mode)
+    interrupted = _run(tmp_path / "cut", mode, stop_at=5)
+    assert interrupted.state.global_step == 5 and (tmp_path / "cut" / "checkpoint-5" / "optimizer.pt").is_file()
+    resumed = _run(tmp_path / "cut", mode, resume=str(tmp_path / "cut" / "checkpoint-5"))
+    assert resumed.state.global_step == 10
+
+    expected, got = reference.model.state_dict(), resumed.model.state_dict()
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    # the optimizer moments and the schedule continued, not restarted
+    expected_opt, got_opt = reference.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert expected_opt.keys() == got_opt.keys()
+    for index in expected_opt:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(expected_opt[index][name], got_opt[index][name]), (index, name)
+    assert reference.lr_scheduler.get_last_lr() == resumed.lr_scheduler.get_last_lr()
+    # same batches in the same order after the resume point: the per-step losses of steps 6..10 agree
+    assert step_losses(resumed)[-5:] == step_losses(reference)[-5:]
+
+
+def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    for step, complete in ((10, True), (20, True), (30, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
+    assert resolve_resume_checkpoint(tmp_path, "last") == str(tmp_path / "checkpoint-20")
+    assert resolve_resume_checkpoint(tmp_path / "empty", "auto") is None
+    assert resolve_resume_checkpoint(tmp_path, None) is None
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        resolve_resume_checkpoint(tmp_path / "empty", "last")
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-30"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------------------------
+def test_config_file_with_flag_overrides(tmp_path):
+    model_args, data_args, training_args = parse_train_arguments(
+        ["--config", str(TINY_CONFIG), "--max_steps", "7", "--finetune_mode", "lora", "--output_dir", str(tmp_path),
+         "--lora_target_modules", "q_proj", "k_proj", "--no_use_rslora"])
+    assert (model_args.backbone, model_args.image_size, data_args.train_dataset) == ("tiny-vit", 64, "synthetic:64:8")
+    assert training_args.max_steps == 7 and training_args.finetune_mode == "lora"  # flags win
+    assert training_args.lora_target_modules == ["q_proj", "k_proj"] and training_args.use_rslora is False
+    assert training_args.margin_kwargs == {"margin": 0.3} and training_args.margin_scale == 32.0  # from the file
+    assert training_args.learning_rate == 2e-3 and training_args.output_dir == str(tmp_path)
+    # without a config file: dataclass defaults
+    model_args, data_args, training_args = parse_train_arguments(["--backbone", "iresnet18", "--train_dir", "x"])
+    assert (model_args.embedding_size, data_args.augmentation, training_args.finetune_mode) == (512, "light", "full")
+    assert training_args.remove_unused_columns is False and training_args.lora_rank == 16
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbone: tiny-vit\nnot_an_argument: 1\n")
+    with pytest.raises(ValueError, match="not_an_argument"):
+        parse_train_arguments(["--config", str(bad)])
+    with pytest.raises(FileNotFoundError):
+        parse_train_arguments(["--config", str(tmp_path / "missing.yaml")])
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="mapping"):
+        parse_train_arguments(["--config", str(listed)])
+    model_args, data_args, _ = parse_train_arguments(["--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--backbone is required"):
+        build_model(model_args, 10, "full")
+    with pytest.raises(ValueError, match="exactly one of"):
+        load_train_dataset(data_args, 32, 0)
+    model_args, data_args, _ = parse_train_arguments(["--backbone", "tiny-vit", "--backbone_overrides", "{bad",
+                                                      "--train_dataset", "synthetic:3"])
+    with pytest.raises(ValueError, match="backbone_overrides"):
+        build_model(model_args, 10, "full")
+    with pytest.raises(ValueError, match="synthetic:N_IDENTITIES:N_IMAGES"):
+        load_train_dataset(data_args, 32, 0)
+
+
+def test_presets_build_from_config():
+    model_args, _, _ = parse_train_arguments(["--backbone", "iresnet18", "--image_size", "112", "--embedding_size",
+                                              "64", "--backbone_overrides", '{"hidden_dropout_prob": 0.0}'])
+    model = build_model(model_args, 5, "full")
+    assert model.config.backbone_type == "iresnet" and model.config.backbone_config.layers == [2, 2, 2, 2]
+    assert model.margin_head.weight.shape == (5, 64)
+
+
+def test_train_command_in_process(tmp_path):
+    """`run` end to end (2 steps, lora, an identity folder of tiny PNGs): adapter, merged model and processor."""
+    import argparse
+
+    from PIL import Image
+
+    from hf_facerec.training.train_cli import add_arguments, run
+
+    rng = torch.Generator().manual_seed(0)
+    for identity in ("alice", "bob", "carol"):
+        (tmp_path / "faces" / identity).mkdir(parents=True)
+        for index in range(2):
+            pixels = (torch.rand(40, 40, 3, generator=rng) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(tmp_path / "faces" / identity / f"{index}.png")
+    dataset = load_train_dataset(parse_train_arguments(["--train_dir", str(tmp_path / "faces")])[1], 32, 0)
+    assert len(dataset) == 6 and dataset.features["label"].names == ["alice", "bob", "carol"]
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out = tmp_path / "run"
+    args = parser.parse_args(["--config", str(TINY_CONFIG), "--train_dir", str(tmp_path / "faces"),
+                              "--train_dataset", "", "--image_size", "32", "--max_steps", "2", "--save_steps", "1",
+                              "--finetune_mode", "lora", "--output_dir", str(out)])
+    assert run(args) == 0
+    assert {"model.safetensors", "preprocessor_config.json", "config.json", "train_results.json", "checkpoint-2",
+            "adapter"} <= {p.name for p in out.iterdir()}
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["num_identities"] == 3
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.slow
+def test_sigkilled_training_script_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "--config", str(TINY_CONFIG),
+               "--output_dir", str(out), "--train_dataset", "synthetic:8:4", "--image_size", "32",
+               "--embedding_size", "32", "--per_device_train_batch_size", "8", "--max_steps", "150",
+               "--save_steps", "10", "--save_total_limit", "3", "--logging_steps", "10", "--augmentation", "none"]
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while last_complete_checkpoint(out) is None:
+            assert process.poll() is None, "the run ended before writing a checkpoint:\n" + process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = json.loads(Path(last_complete_checkpoint(out), "trainer_state.json").read_text())["global_step"]
+    assert 10 <= killed_at < 150 and not (out / "model.safetensors").exists()
+
+    resumed = subprocess.run([*command, "--resume_from_checkpoint", "last"], env=_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr and f"checkpoint-{killed_at}" in resumed.stderr
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 150
+    logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged_steps == list(range(10, 151, 10))  # the history before the kill came back with the checkpoint
+    assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO_ROOT / "configs" / "train").glob("*.yaml")))
+def test_shipped_train_configs_parse(name):
+    # GPU configs ask for bf16, which TrainingArguments refuses on a machine without a GPU: overridden here.
+    model_args, data_args, training_args = parse_train_arguments(
+        ["--config", str(REPO_ROOT / "configs" / "train" / name), "--bf16", "false"])
+    assert model_args.backbone and (data_args.train_dir or data_args.train_dataset)
+    assert training_args.output_dir.startswith("outputs/")
+    if training_args.finetune_mode == "lora":
+        assert (training_args.lora_rank, training_args.lora_alpha, training_args.lora_dropout) == (16, 16.0, 0.25)
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu", "ddp", "fsdp", "deepspeed_zero2"])
+def test_shipped_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO_ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+    expected = {"cpu": "NO", "gpu": "NO", "ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED"}[name]
+    assert config.distributed_type.value == expected
+    assert config.mixed_precision == ("no" if name == "cpu" else "bf16")
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_use_orig_params"] is True
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    if name == "deepspeed_zero2":
+        assert config.deepspeed_config["zero_stage"] == 2
+
+
+def test_hf_facerec_train_help(capsys):
+    from hf_facerec.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in ("--config", "--backbone", "--train_dataset", "--finetune_mode", "--lora_rank"))
