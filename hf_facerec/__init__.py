@@ -18,8 +18,10 @@ from .models import (
     build_margin_head,
 )
 from .embedding import FaceEmbedder
+from .metrics import load_metric  # evaluate itself is imported only when a metric is loaded
 
 __version__ = "0.1.0"
+
 
 register_auto_classes()
 
@@ -30,6 +32,7 @@ __all__ = [
     "FaceRecOutput",
     "FaceRecImageProcessor",
     "FaceEmbedder",
+    "load_metric",
     "IResNetConfig",
     "IResNetModel",
     "MobileFaceNetConfig",
