@@ -233,13 +233,19 @@ def load_train_dataset(data_args: DataArguments, image_size: int, seed: int):
     if match:
         from ..data.synthetic import make_synthetic_faces
 
-        return make_synthetic_faces(int(match.group(1)), int(match.group(2)), image_size=image_size, seed=seed)
+        # Synthetic identities are i.i.d. draws: "the first K" of them is the K-identity subset.
+        num_identities = int(match.group(1))
+        if data_args.max_identities is not None:
+            num_identities = min(num_identities, data_args.max_identities)
+        return make_synthetic_faces(num_identities, int(match.group(2)), image_size=image_size, seed=seed)
     path = Path(data_args.train_dataset)
     if not path.is_dir():
         raise ValueError(
             f"--train_dataset must be synthetic:N_IDENTITIES:N_IMAGES or a saved dataset folder, got "
             f"{data_args.train_dataset!r}"
         )
+    if data_args.max_identities is not None:
+        raise ValueError("--max_identities works with --train_dir and synthetic data, not a saved dataset folder")
     dataset = datasets.load_from_disk(str(path))
     missing = {"image", "label"} - set(dataset.column_names)
     if missing:
