@@ -1,0 +1,297 @@
+"""Training augmentations for aligned face crops (numpy + PIL only, no torchvision).
+
+Every augmentation is a small callable ``aug(image, rng=None) -> np.ndarray``: it takes an
+(H, W, 3) uint8 RGB array (or a PIL image, or an (H, W) grayscale array) and returns an (H, W, 3)
+uint8 array of the same size. It fires with probability ``p`` and draws all its randomness from
+``rng`` (a ``np.random.Generator``) when one is passed, else from its own generator seeded by
+``seed``. Crops and erasing stay small on purpose: the inputs are aligned crops, and the landmarks
+must stay near the template.
+
+:func:`make_train_transform` turns an image processor (+ augmentation) into the batch transform
+``Dataset.set_transform`` expects.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+__all__ = [
+    "Augmentation",
+    "ColorJitter",
+    "Compose",
+    "RandomBlur",
+    "RandomErasing",
+    "RandomHorizontalFlip",
+    "RandomLowResolution",
+    "RandomResizedCropSmall",
+    "default_train_augmentation",
+    "make_train_transform",
+]
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L" conversion
+
+
+def _to_rgb_array(image) -> np.ndarray:
+    """(H, W, 3) uint8 from a PIL image, an (H, W[, 1|3|4]) uint8 array, or a datasets Image dict/path."""
+    if isinstance(image, dict):  # datasets.Image(decode=False): {"bytes": ..., "path": ...}
+        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") is not None else image.get("path")
+    if isinstance(image, (str, os.PathLike)):
+        image = Image.open(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"augmentations expect uint8 images (before normalisation), got dtype {image.dtype}")
+        if image.ndim == 2:
+            return np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+            return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+        raise ValueError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {image.shape}")
+    raise ValueError(f"expected a PIL image, a uint8 array or a datasets Image dict, got {type(image).__name__}")
+
+
+def _range(
+    name: str, value: float | tuple[float, float], centre: float | None = None, low: float = 0.0
+) -> tuple[float, float]:
+    """A (min, max) range from a pair, or from a jitter amount ``j`` as ``(centre - j, centre + j)``."""
+    if centre is not None and np.isscalar(value):
+        value = (centre - float(value), centre + float(value))
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a (min, max) pair, got {value!r}") from None
+    if not (low <= lo <= hi) or not np.isfinite(hi):
+        raise ValueError(f"{name} must satisfy {low} <= min <= max, got ({lo}, {hi})")
+    return lo, hi
+
+
+class Augmentation:
+    """Base class: fires with probability ``p``; randomness from the ``rng`` passed, else its own."""
+
+    def __init__(self, p: float = 1.0, seed: int | None = None) -> None:
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"p must lie in [0, 1], got {p}")
+        self.p = float(p)
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, image, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 -> (H, W, 3) uint8 (a PIL image or grayscale array is converted first)."""
+        rng = self._rng if rng is None else rng
+        array = _to_rgb_array(image)
+        if rng.random() >= self.p:  # always one draw, so the stream does not depend on p
+            return array
+        return self._apply(array, rng)
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class RandomHorizontalFlip(Augmentation):
+    """Mirror left-right (a mirrored face is the same identity)."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.ascontiguousarray(image[:, ::-1])
+
+
+class RandomResizedCropSmall(Augmentation):
+    """Crop a random box of ``scale`` x the area and aspect ``ratio``, resized back to the input size."""
+
+    def __init__(self, scale=(0.85, 1.0), ratio=(0.9, 1.1), p: float = 1.0, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.scale, self.ratio = _range("scale", scale), _range("ratio", ratio)
+        if self.scale[1] > 1 or self.scale[0] <= 0 or self.ratio[0] <= 0:
+            raise ValueError(f"scale must lie in (0, 1] and ratio be > 0, got {self.scale}, {self.ratio}")
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = image.shape[:2]
+        area = rng.uniform(*self.scale)
+        aspect = np.exp(rng.uniform(*np.log(self.ratio)))
+        cw, ch = min(w, w * np.sqrt(area * aspect)), min(h, h * np.sqrt(area / aspect))
+        x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+        box = (x0, y0, x0 + cw, y0 + ch)
+        return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR, box=box))
+
+
+class ColorJitter(Augmentation):
+    """Brightness, contrast and saturation factors, applied in random order (torchvision's blends).
+
+    Each knob is a jitter ``j`` (factor uniform in [1 - j, 1 + j]) or an explicit (min, max) factor range.
+    brightness: ``x * f``; contrast: blend with the mean gray level; saturation: blend with the per-pixel gray.
+    """
+
+    def __init__(self, brightness=0.2, contrast=0.2, saturation=0.2, p: float = 1.0, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.brightness = _range("brightness", brightness, centre=1.0)
+        self.contrast = _range("contrast", contrast, centre=1.0)
+        self.saturation = _range("saturation", saturation, centre=1.0)
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = image.astype(np.float32)
+        factors = [rng.uniform(*r) for r in (self.brightness, self.contrast, self.saturation)]
+        for op in rng.permutation(3):
+            f = np.float32(factors[op])
+            if op == 0:
+                x = x * f
+            else:
+                gray = x @ _LUMA  # (H, W)
+                target = gray.mean() if op == 1 else gray[:, :, None]
+                x = target + f * (x - target)
+            np.clip(x, 0, 255, out=x)  # torchvision clips after every step too
+        return (x + 0.5).astype(np.uint8)
+
+
+class RandomBlur(Augmentation):
+    """Gaussian blur with a standard deviation (PIL ``radius``) drawn from ``radius`` (pixels)."""
+
+    def __init__(self, radius=(0.3, 1.5), p: float = 0.3, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.radius = _range("radius", radius)
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(rng.uniform(*self.radius))))
+
+
+class RandomLowResolution(Augmentation):
+    """Down-sample by a factor drawn from ``scale`` then back up: a low-resolution / far-away camera."""
+
+    _DOWN = (Image.Resampling.BOX, Image.Resampling.BILINEAR, Image.Resampling.NEAREST)
+    _UP = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.NEAREST)
+
+    def __init__(self, scale=(0.25, 0.75), p: float = 0.2, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.scale = _range("scale", scale)
+        if self.scale[0] <= 0 or self.scale[1] > 1:
+            raise ValueError(f"scale must lie in (0, 1], got {self.scale}")
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = image.shape[:2]
+        s = rng.uniform(*self.scale)
+        small = (max(1, round(w * s)), max(1, round(h * s)))
+        down, up = self._DOWN[rng.integers(len(self._DOWN))], self._UP[rng.integers(len(self._UP))]
+        return np.asarray(Image.fromarray(image).resize(small, down).resize((w, h), up))
+
+
+class RandomErasing(Augmentation):
+    """Fill a random box of ``scale`` x the area and aspect ``ratio`` with noise or a constant ``value``."""
+
+    def __init__(self, scale=(0.02, 0.15), ratio=(0.3, 3.3), value: str | int | Sequence[int] = "random",
+                 p: float = 0.25, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.scale, self.ratio = _range("scale", scale), _range("ratio", ratio)
+        if self.scale[1] > 1 or self.ratio[0] <= 0:
+            raise ValueError(f"scale must lie in [0, 1] and ratio be > 0, got {self.scale}, {self.ratio}")
+        if isinstance(value, str) and value != "random":
+            raise ValueError(f"value must be 'random', an int or an RGB triple, got {value!r}")
+        self.value = value
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = image.shape[:2]
+        area = rng.uniform(*self.scale) * h * w
+        aspect = np.exp(rng.uniform(*np.log(self.ratio)))
+        eh, ew = min(h, round(np.sqrt(area * aspect))), min(w, round(np.sqrt(area / aspect)))
+        y0, x0 = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
+        out = image.copy()
+        if isinstance(self.value, str):
+            out[y0 : y0 + eh, x0 : x0 + ew] = rng.integers(0, 256, (eh, ew, 3), dtype=np.uint8)
+        else:
+            out[y0 : y0 + eh, x0 : x0 + ew] = np.asarray(self.value, dtype=np.uint8)
+        return out
+
+
+class Compose(Augmentation):
+    """Apply ``transforms`` in order, all drawing from one generator (the one passed, else its own)."""
+
+    def __init__(self, transforms: Sequence[Callable], seed: int | None = None) -> None:
+        super().__init__(1.0, seed)
+        self.transforms = list(transforms)
+        if not all(callable(t) for t in self.transforms):
+            raise ValueError("Compose takes a sequence of callables")
+
+    def __call__(self, image, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = self._rng if rng is None else rng
+        out = _to_rgb_array(image)
+        for t in self.transforms:
+            out = t(out, rng) if isinstance(t, Augmentation) else _to_rgb_array(t(out))
+        return out
+
+
+def default_train_augmentation(strength: str = "light", seed: int | None = None) -> Compose:
+    """The recipe for face-recognition training: ``"light"`` (flip, tiny crop, mild colour) or
+    ``"medium"`` (+ stronger colour, blur, low resolution, erasing), for small or larger datasets."""
+    if strength == "light":
+        transforms = [RandomHorizontalFlip(0.5), RandomResizedCropSmall((0.9, 1.0), (0.95, 1.05), p=0.5),
+                      ColorJitter(0.15, 0.15, 0.15, p=0.5)]
+    elif strength == "medium":
+        transforms = [RandomHorizontalFlip(0.5), RandomResizedCropSmall((0.8, 1.0), (0.9, 1.1), p=0.8),
+                      ColorJitter(0.3, 0.3, 0.3, p=0.8), RandomBlur((0.3, 1.5), p=0.2),
+                      RandomLowResolution((0.25, 0.75), p=0.2), RandomErasing(p=0.25)]
+    else:
+        raise ValueError(f"strength must be 'light' or 'medium', got {strength!r}")
+    return Compose(transforms, seed=seed)
+
+
+class _WorkerRng:
+    """A generator per process *and* per torch seed: DataLoader workers (and every new epoch's workers,
+    which get a fresh ``torch.initial_seed()``) draw different augmentations, reproducibly under
+    ``torch.manual_seed`` / ``transformers.set_seed``."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed, self._key, self._rng = seed, None, None
+
+    def get(self) -> np.random.Generator:
+        key = (os.getpid(), torch.initial_seed())
+        if key != self._key:
+            self._key, self._rng = key, np.random.default_rng([self.seed, key[1]])
+        return self._rng
+
+
+def make_train_transform(
+    image_processor: Callable,
+    augmentation: Callable | None = None,
+    image_column: str = "image",
+    label_column: str | None = "label",
+    seed: int = 0,
+) -> Callable[[dict[str, list]], dict]:
+    """A batch transform for ``Dataset.set_transform`` (use ``remove_unused_columns=False`` in Trainer).
+
+    The transform decodes ``batch[image_column]`` (PIL images, uint8 arrays or undecoded Image dicts),
+    applies ``augmentation`` per image, runs ``image_processor(images=..., return_tensors="pt")`` and
+    returns ``{"pixel_values": (B, 3, H, W) float tensor, "labels": (B,) int64 tensor}`` (no labels
+    when ``label_column`` is None).
+    """
+    if not callable(image_processor):
+        raise ValueError(f"image_processor must be callable, got {type(image_processor).__name__}")
+    if augmentation is not None and not callable(augmentation):
+        raise ValueError(f"augmentation must be callable or None, got {type(augmentation).__name__}")
+    rng = _WorkerRng(seed)
+
+    def transform(batch: dict[str, list]) -> dict:
+        for column in (image_column, label_column):
+            if column is not None and column not in batch:
+                raise ValueError(f"column {column!r} not in the batch (columns: {sorted(batch)})")
+        images = [_to_rgb_array(im) for im in batch[image_column]]
+        if augmentation is not None:
+            g = rng.get()
+            if isinstance(augmentation, Augmentation):
+                images = [augmentation(im, g) for im in images]
+            else:
+                images = [_to_rgb_array(augmentation(im)) for im in images]
+        out = {"pixel_values": image_processor(images=images, return_tensors="pt")["pixel_values"]}
+        if label_column is not None:
+            out["labels"] = torch.as_tensor(np.asarray(batch[label_column]), dtype=torch.long)
+        return out
+
+    return transform

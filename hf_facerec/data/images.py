@@ -1,0 +1,200 @@
+"""Safe image loading: any common source -> an RGB ``PIL.Image`` or a clear ``InvalidImageError``.
+
+Every face pipeline step (detector, aligner, image processor, dataset builders) starts from
+:func:`load_rgb`, so the conversions below happen in exactly one place:
+
+========================  ==================================================================
+source mode               conversion
+========================  ==================================================================
+``RGB``                   unchanged
+``L``, ``1``              replicated to three channels
+``P`` (palette)           palette colours; a transparent palette entry is composited on white
+``RGBA``, ``LA``, ``PA``  composited on a white background (see below)
+``CMYK``, ``YCbCr``, ...  converted by PIL's own colour conversion
+``I;16*``, ``I``          16-bit data, clipped to [0, 65535] and scaled to 8 bits (``v / 257``)
+``F`` (float)             clipped to [0, 255] (PIL's convention for float images), rounded
+========================  ==================================================================
+
+Alpha is composited on white rather than dropped: fully transparent pixels of PNG cut-outs
+often hold arbitrary (usually black) colour values, and white is what image viewers show.
+
+EXIF orientation is applied (``ImageOps.exif_transpose``) so that landmark coordinates refer to
+the image as a person sees it.
+
+Numpy arrays are read as ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA),
+with dtype ``uint8`` (used as is), ``uint16`` (scaled by 1/257), ``bool`` (0/255) or floating
+point in [0, 1] (the numpy/torch convention, clipped then scaled by 255).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+
+#: Default limit on decoded pixels (width * height) of an encoded image: 50 megapixels, i.e. a
+#: 8660 x 5773 photo, well above any camera's face photo and far below a decompression bomb.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+_WHITE = (255, 255, 255, 255)
+
+
+class InvalidImageError(ValueError):
+    """The source is not a readable image: corrupt, truncated, not an image, or too large."""
+
+
+def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``source`` and return it as a fully loaded RGB image with EXIF orientation applied.
+
+    Args:
+        source: a file path (``str``/``PathLike``), encoded bytes, a binary file object, a
+            ``PIL.Image.Image`` or a numpy array (see the module docstring for the accepted
+            shapes and dtypes).
+        max_pixels: refuse encoded images with more than this many pixels (``width * height``)
+            before decoding them; ``None`` disables the check (PIL's own hard limit of
+            ``2 * Image.MAX_IMAGE_PIXELS`` still applies). In-memory images are not checked.
+
+    Returns:
+        A new ``PIL.Image.Image`` in mode ``"RGB"`` (the input is never modified).
+
+    Raises:
+        InvalidImageError: the bytes are not an image, the file is corrupt or truncated, the
+            image exceeds ``max_pixels`` (a possible decompression bomb) or its mode is unknown.
+        FileNotFoundError: ``source`` is a path that does not exist.
+        ValueError: an array of unsupported shape or dtype, or ``max_pixels`` < 1.
+        TypeError: an unsupported source type.
+    """
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive number of pixels or None, got {max_pixels}")
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source)
+    if isinstance(source, Image.Image):
+        return _to_rgb(_exif_transpose(source), _describe(source))
+    return _decode(source, max_pixels)
+
+
+def _describe(source: object) -> str:
+    """A short human-readable name of ``source`` for error messages."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image mode={source.mode} size={source.size}>"
+    name = getattr(source, "name", None)  # open files know their path
+    return str(name) if isinstance(name, (str, os.PathLike)) else f"<{type(source).__name__}>"
+
+
+def _decode(source: ImageSource, max_pixels: int | None) -> Image.Image:
+    """Decode an encoded source (path, bytes, file object) into a loaded RGB image."""
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such image file: {path}")
+        stream: object = path
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        stream = io.BytesIO(bytes(source))
+    elif hasattr(source, "read"):
+        stream = source
+    else:
+        raise TypeError(
+            f"cannot load an image from {type(source).__name__}; expected a path, bytes, a binary "
+            "file object, a PIL image or a numpy array"
+        )
+    try:
+        with warnings.catch_warnings():
+            # We enforce our own max_pixels below; PIL's warning threshold (89 MP) would
+            # otherwise print for images we accept and its error is converted by the except.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(stream) as image:
+                pixels = image.width * image.height
+                if max_pixels is not None and pixels > max_pixels:
+                    raise InvalidImageError(
+                        f"{name}: image of {image.width}x{image.height} = {pixels:,} pixels exceeds "
+                        f"max_pixels={max_pixels:,} (possible decompression bomb); refusing to decode it"
+                    )
+                image.load()  # decode now, inside the try, so truncated data fails here
+                image = _exif_transpose(image)
+                return _to_rgb(image, name)
+    except InvalidImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
+    except Exception as exc:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
+        raise InvalidImageError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def _exif_transpose(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag; a broken EXIF block is ignored rather than fatal."""
+    try:
+        transposed = ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF must not make an otherwise fine photo unreadable
+        return image
+    return image if transposed is None else transposed
+
+
+def _to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """Convert a loaded PIL image of any mode to RGB, following the module's conversion table."""
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, _WHITE)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        return _gray_or_rgb_from_uint8(np.round(np.clip(values, 0, 65535) / 257.0).astype(np.uint8))
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        return _gray_or_rgb_from_uint8(np.round(np.clip(np.nan_to_num(values), 0, 255)).astype(np.uint8))
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise InvalidImageError(f"{name}: cannot convert image mode {mode!r} to RGB ({exc})") from exc
+
+
+def _gray_or_rgb_from_uint8(array: np.ndarray) -> Image.Image:
+    """(H, W) or (H, W, 3) uint8 -> RGB image (grey replicated to three channels)."""
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _array_to_rgb(array: np.ndarray) -> Image.Image:
+    """Numpy (H, W[, C]) image -> RGB PIL image; see the module docstring for dtypes."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"image array is empty: shape {array.shape}")
+    if array.dtype == np.uint8:
+        as_uint8 = array
+    elif array.dtype == np.uint16:
+        as_uint8 = np.round(array / 257.0).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        as_uint8 = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        as_uint8 = np.round(np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:
+        raise ValueError(
+            f"unsupported image array dtype {array.dtype}; use uint8 (0-255), uint16 (0-65535), "
+            "bool, or float in [0, 1]"
+        )
+    if as_uint8.ndim == 3 and as_uint8.shape[2] == 4:
+        rgba = Image.fromarray(np.ascontiguousarray(as_uint8))
+        return _to_rgb(rgba, f"<array shape={array.shape}>")
+    return _gray_or_rgb_from_uint8(as_uint8)
