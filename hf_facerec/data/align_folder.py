@@ -1,0 +1,303 @@
+"""``hf-facerec align SRC DST``: detect and align every face image under a folder, in parallel.
+
+Each image under SRC is written to DST at the same relative path (suffix ``.jpg`` or ``.png``).
+Images that cannot be read or have no face are skipped, counted and listed in
+``DST/failures.csv``; ``DST/align_report.json`` holds the counts. Outputs that already exist
+are skipped, so an interrupted run resumes where it stopped (files are written under a
+temporary name and renamed, so a half-written crop is never mistaken for a finished one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: File suffixes treated as images (case-insensitive); everything else under SRC is ignored.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".gif"})
+_FORMATS = {"jpg": ".jpg", "png": ".png"}
+_FAILURE_KINDS = ("invalid_image", "no_face", "duplicate_output")
+
+
+@dataclass
+class AlignFolderReport:
+    """What a run did. ``failures`` holds ``(relative source path, kind, detail)`` rows, with kind
+    one of ``invalid_image``, ``no_face``, ``duplicate_output``."""
+
+    total: int = 0
+    aligned: int = 0
+    skipped_existing: int = 0
+    multiple_faces: int = 0  # aligned images in which more than one face passed min_score
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        """Failures per kind."""
+        return {kind: sum(1 for _, k, _ in self.failures if k == kind) for kind in _FAILURE_KINDS}
+
+
+def list_images(src: Path) -> list[Path]:
+    """Image files under ``src`` (recursive), as sorted paths relative to ``src``."""
+    return sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"112x112"`` or ``"96x112"`` (width x height) -> ``(width, height)``."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"size must look like WIDTHxHEIGHT, e.g. 112x112; got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+# --- worker side: one aligner per process, built once by the pool initialiser -----------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(config: dict) -> None:
+    from hf_facerec.data.align import FaceAligner
+
+    try:  # one OpenCV thread per process: the parallelism comes from the processes
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    _WORKER.update(src=Path(config["src"]), dst=Path(config["dst"]), save_kwargs=config["save_kwargs"])
+    try:
+        _WORKER["aligner"] = FaceAligner(
+            config["detector"],
+            template=config["template"],
+            output_size=config["output_size"],
+            policy=config["policy"],
+            min_score=config["min_score"],
+            detector_kwargs=config["detector_kwargs"],
+        )
+    except Exception as exc:
+        # A Pool whose initialiser raises respawns workers forever; keep the error and raise
+        # it from the first task instead, which imap hands to the parent.
+        _WORKER["error"] = exc
+
+
+def _align_one(job: tuple[str, str]) -> tuple[str, str, str, int]:
+    """Align ``SRC/rel`` into ``DST/out_rel``; returns (rel, status, detail, faces found)."""
+    from hf_facerec.data.align import NoFaceDetectedError
+    from hf_facerec.data.images import InvalidImageError
+
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    rel, out_rel = job
+    try:
+        result = _WORKER["aligner"](_WORKER["src"] / rel, return_detection=True)
+    except NoFaceDetectedError as exc:
+        return rel, "no_face", str(exc), 0
+    except (InvalidImageError, OSError) as exc:
+        return rel, "invalid_image", str(exc), 0
+    target = _WORKER["dst"] / out_rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    result.image.save(partial, **_WORKER["save_kwargs"])
+    os.replace(partial, target)  # atomic: a resumed run never sees a half-written crop
+    return rel, "aligned", "", result.num_faces
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+def align_folder(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    detector: str = "yunet",
+    detector_kwargs: dict | None = None,
+    template: str = "arcface",
+    output_size: tuple[int, int] | None = None,
+    policy: str = "largest",
+    min_score: float = 0.5,
+    workers: int = 1,
+    chunksize: int = 16,
+    image_format: str = "jpg",
+    quality: int = 95,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> AlignFolderReport:
+    """Align every image under ``src`` into ``dst`` (see the module docstring).
+
+    Args:
+        detector, detector_kwargs: backend name and constructor arguments (``build_detector``).
+        template, output_size, policy, min_score: as in :class:`~hf_facerec.data.align.FaceAligner`.
+        workers: processes (1 runs in this process); each builds its own detector once.
+        chunksize: images handed to a worker at a time.
+        image_format: ``"jpg"`` (``quality``) or ``"png"``.
+        overwrite: re-align images whose output exists (default: skip them, i.e. resume).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`AlignFolderReport`, also written to ``dst/align_report.json``, with
+        failures in ``dst/failures.csv``.
+    """
+    start = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise ValueError(f"source folder not found: {src}")
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise ValueError(f"the output folder {dst} must not be inside the source folder {src}")
+    if image_format not in _FORMATS:
+        raise ValueError(f"image_format must be one of {sorted(_FORMATS)}, got {image_format!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in [1, 100], got {quality}")
+    if workers < 1 or chunksize < 1:
+        raise ValueError(f"workers and chunksize must be >= 1, got {workers} and {chunksize}")
+    from hf_facerec.data.align import POLICIES, template_size  # validates template/size early
+
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    size = template_size(template, output_size)
+
+    report = AlignFolderReport()
+    jobs = _plan_jobs(src, dst, _FORMATS[image_format], overwrite, report)
+    dst.mkdir(parents=True, exist_ok=True)
+    config = {
+        "detector": detector, "detector_kwargs": detector_kwargs or {}, "template": template,
+        "output_size": size, "policy": policy, "min_score": min_score, "src": str(src), "dst": str(dst),
+        "save_kwargs": {"format": "JPEG", "quality": quality} if image_format == "jpg" else {"format": "PNG"},
+    }  # fmt: skip
+    for rel, status, detail, faces in _run_jobs(jobs, config, workers, chunksize, progress):
+        if status == "aligned":
+            report.aligned += 1
+            report.multiple_faces += faces > 1
+        else:
+            report.failures.append((rel, status, detail))
+    report.failures.sort()
+    report.seconds = time.perf_counter() - start
+    _write_reports(dst, report, config)
+    return report
+
+
+def _plan_jobs(src: Path, dst: Path, suffix: str, overwrite: bool, report: AlignFolderReport) -> list[tuple[str, str]]:
+    """(relative source, relative output) pairs still to do; counts existing and colliding outputs."""
+    jobs, claimed = [], {}
+    for rel in list_images(src):
+        report.total += 1
+        out_rel = rel.with_suffix(suffix)
+        if out_rel in claimed:  # e.g. a.png and a.jpg would both become a.jpg
+            report.failures.append(
+                (rel.as_posix(), "duplicate_output", f"same output as {claimed[out_rel].as_posix()}")
+            )
+            continue
+        claimed[out_rel] = rel
+        if not overwrite and (dst / out_rel).exists():
+            report.skipped_existing += 1
+            continue
+        jobs.append((rel.as_posix(), out_rel.as_posix()))
+    return jobs
+
+
+def _run_jobs(jobs: list[tuple[str, str]], config: dict, workers: int, chunksize: int, progress: bool):
+    """Yield ``_align_one`` results, in this process or from a process pool, under a tqdm bar."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), unit="img", desc="align", disable=not progress)
+    try:
+        if workers == 1 or len(jobs) <= 1:
+            _init_worker(config)
+            for job in jobs:
+                yield _align_one(job)
+                bar.update()
+            return
+        with _pool_context().Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+            for result in pool.imap_unordered(_align_one, jobs, chunksize=chunksize):
+                yield result
+                bar.update()
+    finally:
+        bar.close()
+        _WORKER.clear()
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Where available, "forkserver": workers are forked from a clean server process that has
+    imported this module once (importing ``hf_facerec`` loads torch: seconds per process under
+    "spawn"), without "fork"'s risk of inheriting the caller's OpenCV/OpenMP thread state."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _write_reports(dst: Path, report: AlignFolderReport, config: dict) -> None:
+    with open(dst / "failures.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "kind", "detail"])
+        writer.writerows(report.failures)
+    summary = {k: v for k, v in asdict(report).items() if k != "failures"}
+    summary.update(failures=report.counts(), settings={k: v for k, v in config.items() if k not in ("src", "dst")})
+    summary.update(src=config["src"], seconds=round(report.seconds, 3))
+    (dst / "align_report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hf-facerec align``."""
+    parser.add_argument("src", type=Path, help="folder of face photos (searched recursively)")
+    parser.add_argument("dst", type=Path, help="output folder (relative paths are kept)")
+    parser.add_argument(
+        "--detector", default="yunet", choices=["yunet", "dlib"], help="face detector backend (default: %(default)s)"
+    )
+    parser.add_argument("--model-path", default=None, help="YuNet .onnx file (default: $HF_FACEREC_YUNET)")
+    parser.add_argument(
+        "--template", default="arcface", choices=["arcface", "96x112"], help="landmark template (default: %(default)s)"
+    )
+    parser.add_argument("--size", default=None, type=parse_size, help="crop WIDTHxHEIGHT (default: the template's)")
+    parser.add_argument("--policy", default="largest", choices=["largest", "central", "highest_score"],
+                        help="which face to keep when several are found (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--min-score", type=float, default=0.5, help="ignore detections below this score (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 1)),
+        help="parallel processes (default: all cores, %(default)s)",
+    )
+    parser.add_argument("--chunksize", type=int, default=16, help="images per worker task (default: %(default)s)")
+    parser.add_argument(
+        "--format",
+        dest="image_format",
+        default="jpg",
+        choices=sorted(_FORMATS),
+        help="output format (default: %(default)s)",
+    )
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``hf-facerec align``; returns 0 when the run completed (failures are reported, not fatal)."""
+    detector_kwargs = {"model_path": args.model_path} if args.detector == "yunet" and args.model_path else {}
+    try:
+        report = align_folder(
+            args.src, args.dst, detector=args.detector, detector_kwargs=detector_kwargs, template=args.template,
+            output_size=args.size, policy=args.policy, min_score=args.min_score, workers=args.workers,
+            chunksize=args.chunksize, image_format=args.image_format, quality=args.quality,
+            overwrite=args.overwrite, progress=not args.no_progress,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"hf-facerec align: error: {exc}")
+        return 2
+    counts = report.counts()
+    print(
+        f"{report.total} images: {report.aligned} aligned, {report.skipped_existing} already done, "
+        f"{counts['no_face']} without a face, {counts['invalid_image']} unreadable, "
+        f"{counts['duplicate_output']} duplicate names; {report.multiple_faces} had several faces; "
+        f"{report.seconds:.1f} s. Report: {args.dst / 'align_report.json'}"
+    )
+    return 0

@@ -1,0 +1,152 @@
+"""Embedding identity and caching for the benchmark runner: image keys, model fingerprints, the
+``.npy`` embedding cache, and :func:`embed_images` which ties them to a :class:`~hf_facerec.FaceEmbedder`.
+
+A cache entry is keyed by (model fingerprint = hash of config + weights + image-processor config,
+image keys, flip mode, preprocessing description), so any change that can change an embedding is
+another entry, and a rerun with the same settings embeds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = ["EmbeddingCache", "LandmarkedImage", "embed_images", "image_key", "model_fingerprint", "unique_pair_images"]
+
+_CACHE_FORMAT = 1  # bump when the cached arrays' meaning changes
+
+
+class LandmarkedImage(NamedTuple):
+    """An image path with its five (x, y) landmarks (5, 2): aligned without running a detector (IJB)."""
+
+    path: str
+    landmarks: np.ndarray
+
+
+# ---- keys and fingerprints ----------------------------------------------------------------------
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _config_json(obj) -> str:
+    """Stable JSON of a config/processor: private and version fields (``_name_or_path`` differs
+    between a model object and the same model loaded from disk) are left out."""
+    data = obj.to_dict()
+    return json.dumps({k: v for k, v in data.items() if not k.startswith("_") and k != "transformers_version"}, sort_keys=True, default=str)
+
+
+def model_fingerprint(model: torch.nn.Module, image_processor=None) -> str:
+    """Hash of the model config, every state-dict tensor (name, dtype, shape, bytes) and the image
+    processor config: two models embed identically iff their fingerprints match (up to the code).
+
+    Hashes ~1 GB/s, i.e. about a second for a ViT-L; negligible next to embedding a benchmark.
+    """
+    h = hashlib.blake2b(digest_size=20)
+    if hasattr(model, "config"):
+        h.update(_config_json(model.config).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy())  # raw bytes, any dtype (bf16 included)
+    if image_processor is not None:
+        h.update(_config_json(image_processor).encode())
+    return h.hexdigest()
+
+
+def image_key(source) -> str:
+    """Identity of an image source: ``path|size|mtime_ns`` (absolute path) or ``sha1:<hex>`` of bytes;
+    a :class:`LandmarkedImage` adds its landmarks."""
+    if isinstance(source, LandmarkedImage):
+        return f"{image_key(source.path)}|{np.round(np.asarray(source.landmarks, np.float64), 3).tolist()}"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "sha1:" + hashlib.sha1(source).hexdigest()
+    if isinstance(source, (str, os.PathLike)):
+        path = os.path.abspath(source)
+        stat = os.stat(path)
+        return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    raise ValueError(f"an image source must be a path, encoded bytes or a LandmarkedImage, got {type(source).__name__}")
+
+
+def unique_pair_images(images1: Sequence, images2: Sequence) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
+    """Deduplicate the images of P pairs.
+
+    Args:
+        images1, images2: P sources each (paths or encoded bytes, see :func:`image_key`).
+    Returns:
+        ``(sources (M,), index1 (P,), index2 (P,), keys (M,))``: pair i is
+        ``sources[index1[i]]`` vs ``sources[index2[i]]``; sources in first-seen order.
+    """
+    if len(images1) != len(images2):
+        raise ValueError(f"images1 has {len(images1)} entries but images2 has {len(images2)}")
+    position: dict[str, int] = {}
+    sources, keys, index = [], [], np.empty(2 * len(images1), dtype=np.int64)
+    for i, source in enumerate(list(images1) + list(images2)):
+        key = image_key(source)
+        if key not in position:
+            position[key] = len(sources)
+            sources.append(source)
+            keys.append(key)
+        index[i] = position[key]
+    return sources, index[: len(images1)], index[len(images1) :], keys
+
+
+class EmbeddingCache:
+    """``.npy`` embeddings under ``directory``, one file per key, written atomically, with a JSON
+    sidecar holding what the key was made of (for humans)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.directory / f"{key}{suffix}"
+
+    def load(self, key: str, rows: int) -> tuple[np.ndarray, dict] | None:
+        """The cached (rows, D) array and its metadata, or None (absent, unreadable or wrong size)."""
+        try:
+            array = np.load(self._path(key, ".npy"))
+            meta = json.loads(self._path(key, ".json").read_text())
+        except (OSError, ValueError):
+            return None
+        return (array, meta) if array.ndim == 2 and array.shape[0] == rows else None
+
+    def save(self, key: str, array: np.ndarray, meta: dict) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for suffix, write in ((".json", lambda p: p.write_text(json.dumps(meta, indent=1))), (".npy", lambda p: np.save(p, array))):
+            partial = self._path(f".{key}.{os.getpid()}", suffix)  # atomic: never a half-written file
+            write(partial)
+            os.replace(partial, self._path(key, suffix))
+
+
+def embed_images(embedder, sources: Sequence, keys: Sequence[str], preprocess, describe: dict, cache: EmbeddingCache | None, fingerprint: str) -> tuple[np.ndarray, dict]:
+    """Embed ``sources`` (M,) with ``embedder`` and ``preprocess``, through ``cache``.
+
+    Returns:
+        ``(embeddings (M, D) float32 unit rows, info)`` with ``info["cache"]`` = ``"hit"`` /
+        ``"miss"`` / ``"off"`` and ``info["n_no_face"]`` (photos the detector missed).
+    """
+    document = {"format": _CACHE_FORMAT, "model": fingerprint, "flip": embedder.flip, "preprocess": describe, "images": _digest(*keys)}
+    key = _digest(json.dumps(document, sort_keys=True))
+    if cache is not None:
+        hit = cache.load(key, len(sources))
+        if hit is not None:
+            return hit[0], {"cache": "hit", "n_no_face": hit[1].get("n_no_face", 0), "cache_key": key}
+    preprocess.no_face = 0
+    embedder.preprocess = preprocess
+    embeddings = np.asarray(embedder(list(sources), progress=None), dtype=np.float32)
+    info = {"cache": "miss" if cache is not None else "off", "n_no_face": preprocess.no_face, "cache_key": key}
+    if cache is not None:
+        cache.save(key, embeddings, {**document, "n_images": len(sources), "n_no_face": preprocess.no_face})
+    return embeddings, info
