@@ -406,8 +406,21 @@ class ClassCenterHead(nn.Module):
                              f"{getattr(features, 'shape', type(features).__name__)}")
         _check_labels(labels, features.shape[0], "features")
         _check_label_range(labels, 0, self.num_classes)
+        cosine, local, norms = self.sampled_cosine(features, self.to_local_labels(labels))
+        return self.margin(cosine, local, norms), local
+
+    def to_local_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Global class ids (B,) -> indices into this module's slice of the centers, -1 outside it."""
         local = labels.long() - self.class_offset
-        local = torch.where((local >= 0) & (local < self.num_local_classes), local, -1)
+        return torch.where((local >= 0) & (local < self.num_local_classes), local, -1)
+
+    def sampled_cosine(
+        self, features: torch.Tensor, local: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cosine of ``features`` (B, D) with the (Partial FC sampled) centers for local labels (B,).
+
+        Returns ``(cosine (B, C_sampled), labels remapped to the sampled columns (B,), feature norms (B,))``.
+        """
         index, local = self.sample_centers(local)
         # Indexing the Parameter (no copy under no_grad) lets the sampled rows receive gradients.
         weight = self.weight if index is None else self.weight[index]
@@ -416,8 +429,7 @@ class ClassCenterHead(nn.Module):
         unit = (features.float() / norms.clamp_min(_NORM_EPS).unsqueeze(1)).to(dtype)
         # Divide the (B, C) product by the center norms rather than normalising W: no (C, D) copy.
         center_norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(_NORM_EPS)
-        cosine = F.linear(unit, weight.to(dtype)) / center_norms.to(dtype)
-        return self.margin(cosine, local, norms), local
+        return F.linear(unit, weight.to(dtype)) / center_norms.to(dtype), local, norms
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> MarginHeadOutput:
         """``features`` (B, D), ``labels`` (B,) global ids -> :class:`MarginHeadOutput`."""

@@ -134,6 +134,20 @@ class IResNetEncoder(nn.Module):
         return hidden_states, tuple(stage_outputs)
 
 
+def init_conv_prelu(module: nn.Module) -> bool:
+    """He init for convolutions, torch's 0.25 slope for PReLU; False for modules it leaves to the caller.
+
+    He init suits conv + PReLU stacks (IResNet, MobileFaceNet) better than the library's normal(0, 0.02).
+    """
+    if isinstance(module, nn.Conv2d):
+        init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.PReLU):
+        init.constant_(module.weight, 0.25)
+    else:
+        return False
+    return True
+
+
 class IResNetPreTrainedModel(PreTrainedModel):
     """Weight init and the transformers plumbing shared by IResNet models."""
 
@@ -146,12 +160,7 @@ class IResNetPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["IResNetBasicBlock"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        # He init suits conv + PReLU stacks better than the library's default normal(0, 0.02).
-        if isinstance(module, nn.Conv2d):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.PReLU):
-            init.constant_(module.weight, 0.25)  # torch's default slope
-        else:
+        if not init_conv_prelu(module):
             super()._init_weights(module)  # BatchNorm: weight 1, bias 0, running stats reset
 
 

@@ -24,7 +24,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .configuration_mobilefacenet import MobileFaceNetConfig
-from .modeling_iresnet import check_pixel_values
+from .modeling_iresnet import check_pixel_values, init_conv_prelu
 
 
 class MobileFaceNetConvLayer(nn.Module):
@@ -112,12 +112,7 @@ class MobileFaceNetPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MobileFaceNetBottleneck"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        # He init suits conv + PReLU stacks better than the library's default normal(0, 0.02).
-        if isinstance(module, nn.Conv2d):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.PReLU):
-            init.constant_(module.weight, 0.25)  # torch's default slope
-        else:
+        if not init_conv_prelu(module):
             super()._init_weights(module)  # BatchNorm: weight 1, bias 0, running stats reset
 
 

@@ -40,7 +40,6 @@ from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from ..models.heads import ClassCenterHead, MarginHeadOutput
@@ -56,7 +55,6 @@ __all__ = [
     "shard_margin_head",
 ]
 
-_NORM_EPS = 1e-12  # as in heads.py: guards the division by a zero-length feature or center
 
 
 def _check_int(value, name: str, low: int) -> int:
@@ -218,16 +216,8 @@ class ShardedClassCenterHead(ClassCenterHead):
 
         Collective: every rank must call it with the same global batch (:meth:`forward` does).
         """
-        local = labels.long() - self.class_offset
-        local = torch.where((local >= 0) & (local < self.num_local_classes), local, -1)
-        index, local = self.sample_centers(local)
-        weight = self.weight if index is None else self.weight[index]
-        norms = torch.linalg.vector_norm(features.float(), dim=1)
-        dtype = torch.promote_types(features.dtype, weight.dtype)
-        unit = (features.float() / norms.clamp_min(_NORM_EPS).unsqueeze(1)).to(dtype)
-        center_norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(_NORM_EPS)
-        cosine = (F.linear(unit, weight.to(dtype)) / center_norms.to(dtype)).float()
-        return self._margin_logits(cosine, local, norms), local
+        cosine, local, norms = self.sampled_cosine(features, self.to_local_labels(labels))
+        return self._margin_logits(cosine.float(), local, norms), local
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> MarginHeadOutput:
         if not isinstance(features, torch.Tensor) or not features.is_floating_point() or features.ndim != 2 \
