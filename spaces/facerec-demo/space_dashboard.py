@@ -1,0 +1,114 @@
+"""Bias dashboard and Model tab content: results JSON in, bar charts and markdown tables out.
+
+Accepts both results formats of the package: the benchmark runner's ``results.json``
+(``benchmarks.<name>.bias.<grouping>``, see ``hf_facerec.evaluation.runner``) and the quickstart / Space summary
+(``results.bias``). Bars are drawn by ``hf_facerec.evaluation.plot_group_bars`` (the package's one bar plot) into a
+temporary folder and loaded into memory, so no file outlives the request.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from PIL import Image
+
+from hf_facerec.evaluation import plot_group_bars
+from hf_facerec.space import SpaceInputError, verification_reports
+
+MAX_RESULTS_BYTES = 20 * 2**20
+_LEGEND = ("STD: spread of per-group accuracy; SER: worst / best error; FDR: 1 = fair (de Freitas Pereira & Marcel "
+           "2022); GARBE: 0 = fair (Howard et al. 2022); `n/a` = undefined (e.g. a zero rate in a ratio).")
+
+
+def bias_reports(results: Mapping) -> dict[str, dict]:
+    """``{"<benchmark> by <grouping>": bias report}`` of a results dict (reports with an ``error`` are left out)."""
+    reports = {}
+    for bench, report in verification_reports(results).items():
+        for grouping, bias in (report.get("bias") or {}).items():
+            if isinstance(bias, Mapping) and isinstance(bias.get("groups"), Mapping) and bias["groups"]:
+                reports[f"{bench} by {grouping}"] = dict(bias)
+    return reports
+
+
+def parse_results(data: bytes) -> dict:
+    """A results JSON upload -> dict. Raises SpaceInputError for non-JSON, oversized or report-less files."""
+    if len(data) > MAX_RESULTS_BYTES:
+        raise SpaceInputError(f"The results file is larger than {MAX_RESULTS_BYTES // 2**20} MB.")
+    try:
+        results = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SpaceInputError("That file is not a JSON results file (from `hf-facerec evaluate` or `quickstart`).") from err
+    if not isinstance(results, Mapping) or not bias_reports(results):
+        raise SpaceInputError("No bias report in that results JSON: run the evaluation with groups (e.g. --group-file).")
+    return dict(results)
+
+
+def _fmt(value, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.2f}%" if percent else f"{value:.4g}"
+
+
+def bias_tables(report: Mapping) -> str:
+    """Markdown: per-group accuracy / FMR / FNMR at the global threshold, then STD, SER, FDR, GARBE and ratios."""
+    far = report.get("far")
+    lines = [f"Global threshold {_fmt(report.get('threshold'))}"
+             + (f", set for FAR {far:g} over all pairs." if far is not None else "."), "",
+             "| group | accuracy | ± STD | FMR | FNMR | genuine | impostor |", "|---|---|---|---|---|---|---|"]
+    for group, r in report["groups"].items():
+        lines.append(f"| {group} | {_fmt(r.get('accuracy'), True)} | {_fmt(r.get('accuracy_std'), True)} | {_fmt(r.get('fmr'))} "
+                     f"| {_fmt(r.get('fnmr'))} | {r.get('n_genuine', 'n/a')} | {r.get('n_impostor', 'n/a')} |")
+    summary = report.get("accuracy_summary") or {}
+    values = [_fmt(summary.get("std"), True), _fmt(summary.get("ser"))]
+    values += [_fmt(report.get(key)) for key in ("fdr", "garbe", "fmr_max_min_ratio", "fnmr_max_min_ratio")]
+    lines += ["", "| STD of accuracy | SER | FDR | GARBE | FMR max/min | FNMR max/min |", "|---|---|---|---|---|---|",
+              "| " + " | ".join(values) + " |", "", _LEGEND]
+    return "\n".join(lines)
+
+
+def bias_charts(report: Mapping, title: str = "") -> list[Image.Image | None]:
+    """Three bar charts (accuracy, FMR, FNMR per group) as in-memory images; None for a metric with no values."""
+    groups = report["groups"]
+    metrics = (("accuracy", "k-fold accuracy", "accuracy_std"), ("fmr", "FMR at the global threshold", None),
+               ("fnmr", "FNMR at the global threshold", None))
+    charts = []
+    with tempfile.TemporaryDirectory(prefix="facerec-bias-") as folder:
+        for key, ylabel, error_key in metrics:
+            values = {g: r[key] for g, r in groups.items() if r.get(key) is not None}
+            if not values:
+                charts.append(None)
+                continue
+            errors = {g: groups[g].get(error_key) or 0.0 for g in values} if error_key else None
+            path = plot_group_bars(values, errors, Path(folder) / f"{key}.png", ylabel=ylabel, title=title)
+            with Image.open(path) as image:
+                charts.append(image.convert("RGB"))
+    return charts
+
+
+def benchmark_table(results: Mapping | None) -> str:
+    """Markdown verification table (accuracy, EER, AUC, TAR@FAR) of every benchmark in a results dict."""
+    reports = verification_reports(results or {})
+    if not reports:
+        return "No benchmark results were found for this model."
+    fars = ("1e-03", "1e-02", "1e-01")
+    lines = ["| benchmark | accuracy | ± STD | EER | AUC | " + " | ".join(f"TAR@FAR={f}" for f in fars) + " | pairs |",
+             "|---|---|---|---|---|" + "---|" * len(fars) + "---|"]
+    for name, report in reports.items():
+        v = report.get("verification") or {}
+        tar = v.get("tar_at_far") or {}
+        pairs = (v.get("n_genuine") or 0) + (v.get("n_impostor") or 0)
+        lines.append(f"| {name} | {_fmt(v.get('accuracy'), True)} | {_fmt(v.get('accuracy_std'), True)} | {_fmt(v.get('eer'), True)} "
+                     f"| {_fmt(v.get('auc'))} | " + " | ".join(_fmt(tar.get(f)) for f in fars) + f" | {pairs} |")
+    return "\n".join(lines)
+
+
+def strip_front_matter(card: str) -> str:
+    """A model card without its YAML header (``---`` ... ``---``), which gr.Markdown would show as text."""
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            return card[end + 4:].lstrip()
+    return card

@@ -1,0 +1,74 @@
+"""Helpers of the Space tests: synthetic "photos" with known faces, a detector that knows them, the app module.
+
+dlib's HOG detector does not fire on the cartoon faces of ``hf_facerec.data.synthetic``, so the always-run tests use
+:class:`KnownFacesDetector`: it returns the faces registered for an image's exact pixels (PNG round-trips them) and
+nothing for any other image, which also makes "no face" cases exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hf_facerec.data.detectors.base import Detection, FaceDetector
+from hf_facerec.data.synthetic import identity_rng, image_rng, render_identity_image, sample_identity
+
+SPACE_DIR = Path(__file__).resolve().parents[2] / "spaces" / "facerec-demo"
+
+
+def _key(rgb: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
+
+
+class KnownFacesDetector(FaceDetector):
+    """Returns the detections registered for an image's exact RGB pixels (none for unknown images)."""
+
+    name = "known"
+
+    def __init__(self):
+        self.known: dict[str, list[Detection]] = {}
+
+    def register(self, rgb: np.ndarray, detections: list[Detection]) -> None:
+        self.known[_key(rgb)] = detections
+
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
+        return list(self.known.get(_key(rgb), []))
+
+
+def synthetic_photo(detector: KnownFacesDetector, faces: list[tuple[int, int, int]], path: Path | None = None,
+                    background: int = 150) -> np.ndarray:
+    """A grey canvas with synthetic faces ``(identity, image index, size in px)`` side by side, registered in
+    ``detector`` with their true boxes and landmarks; saved as PNG to ``path`` when given. Returns (H, W, 3) uint8."""
+    height = max(size for _, _, size in faces) + 40
+    canvas = np.full((height, sum(size + 40 for _, _, size in faces) + 40, 3), background, dtype=np.uint8)
+    detections, x = [], 40
+    for identity, index, size in faces:
+        image, landmarks = render_identity_image(sample_identity(identity_rng(7, identity)), image_rng(7, identity, index), size)
+        canvas[20:20 + size, x:x + size] = image
+        offset = np.array([x, 20], dtype=np.float64)
+        detections.append(Detection(box=[x, 20, x + size, 20 + size], score=0.99, landmarks=landmarks + offset))
+        x += size + 40
+    detector.register(canvas, detections)
+    if path is not None:
+        Image.fromarray(canvas).save(path)
+    return canvas
+
+
+def load_space_module(name: str):
+    """A module of spaces/facerec-demo: ``app`` (registered as ``facerec_demo_app``: the metric Spaces have app.py
+    files too), ``space_uploads`` or ``space_dashboard`` (by their own names, as app.py imports them)."""
+    if str(SPACE_DIR) not in sys.path:
+        sys.path.insert(0, str(SPACE_DIR))  # app.py imports its siblings by name, as on a Space
+    if name != "app":
+        return importlib.import_module(name)
+    if "facerec_demo_app" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("facerec_demo_app", SPACE_DIR / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["facerec_demo_app"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["facerec_demo_app"]

@@ -1,0 +1,130 @@
+"""The Space end to end: the app launched on 127.0.0.1 with the offline default model, driven by gradio_client.
+
+The default model here is the untrained fallback with its synthetic calibration (no outputs/quickstart/model in the
+working directory, no FACEREC_MODEL); faces come from :class:`tests.space.KnownFacesDetector` (see tests/space/__init__).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from types import SimpleNamespace
+
+import pytest
+from gradio_client import Client, handle_file
+
+from hf_facerec.space import load_demo
+from tests.space import KnownFacesDetector, load_space_module, synthetic_photo
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    files = tmp_path_factory.mktemp("files")
+    with pytest.MonkeyPatch.context() as patch:
+        uploads = tmp_path_factory.mktemp("gradio_uploads")
+        patch.setenv("GRADIO_TEMP_DIR", str(uploads))
+        patch.delenv("FACEREC_MODEL", raising=False)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))  # no outputs/quickstart/model: the offline fallback
+        detector = KnownFacesDetector()
+        demo = load_demo(detector=detector)  # untrained model + calibration on 200 synthetic pairs
+        app_module = load_space_module("app")
+        app = app_module.build_app(demo)
+        app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, max_file_size=app_module.MAX_FILE_SIZE)
+        try:
+            yield SimpleNamespace(app=app, demo=demo, detector=detector, files=files, uploads=uploads,
+                                  client=Client(app.local_url, verbose=False), module=app_module)
+        finally:
+            app.close()
+
+
+def _verify(space, first, second, choice=None, threshold=0.5, client=None):
+    choice = choice or space.demo.operating_points[0].label
+    args = [handle_file(str(p)) if p is not None else None for p in (first, second)]
+    return (client or space.client).predict(*args, choice, threshold, 0, 0, api_name="/verify")
+
+
+def test_default_model_has_calibrated_points_and_all_tabs(space):
+    assert space.demo.model_source.startswith("untrained")
+    assert [p.name for p in space.demo.operating_points][:2] == ["FAR 0.01", "FAR 0.1"]
+    markdown = " ".join(str(c.get("props", {}).get("value")) for c in space.app.config["components"] if c.get("type") == "markdown")
+    assert "## Benchmarks" in markdown and "| synthetic |" in markdown and "Untrained demo model" in markdown
+    assert "| A |" in markdown and "GARBE" in markdown  # the bias dashboard starts with the calibration's report
+    labels = {c.get("props", {}).get("label") for c in space.app.config["components"]}
+    assert {"First photo", "Probe photo", "Report"} <= {str(label).split(". ")[-1] for label in labels}
+
+
+def test_verify_same_photo_returns_faces_crops_and_a_decision(space):
+    synthetic_photo(space.detector, [(1, 0, 112)], space.files / "same.png")
+    shown1, shown2, crop1, crop2, text = _verify(space, space.files / "same.png", space.files / "same.png")
+    assert text.startswith("**Same person**: similarity 1.000") and "false accept rate of 0.01" in text
+    assert all(path and path.endswith((".png", ".webp", ".jpeg", ".jpg")) for path in (shown1, shown2, crop1, crop2))
+    custom = _verify(space, space.files / "same.png", space.files / "same.png", space.module.CUSTOM, 1.0)[-1]
+    assert "threshold 1.000 (custom" in custom  # a score of 1.000 may round down below a threshold of exactly 1
+    assert not list(space.uploads.rglob("same.png")), "uploaded files must be deleted after the request"
+
+
+def test_friendly_messages_instead_of_errors(space):
+    (space.files / "notes.jpg").write_text("not an image")
+    synthetic_photo(space.detector, [(1, 0, 112)], space.files / "face.png")
+    from PIL import Image
+
+    Image.new("RGB", (80, 80), (40, 40, 40)).save(space.files / "blank.png")
+    cases = [((space.files / "notes.jpg", space.files / "face.png"), "The first photo is not an image"),
+             ((space.files / "face.png", space.files / "blank.png"), "No face found in the second photo"),
+             ((space.files / "face.png", None), "Please add the second photo")]
+    for (first, second), message in cases:
+        result = _verify(space, first, second)
+        assert result[:4] == (None, None, None, None) and result[4].startswith("⚠️") and message in result[4], result
+    assert not list(space.uploads.rglob("notes.jpg")) and not list(space.uploads.rglob("blank.png"))
+
+
+def test_upload_size_limit_is_enforced_by_client_and_server(space):
+    import httpx
+
+    big = space.files / "big.jpg"
+    big.write_bytes(b"\xff" * (21 * 2**20))  # over the 20 MB limit
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client reads the limit
+        _verify(space, big, big)
+    response = httpx.post(space.app.local_url + "gradio_api/upload", files={"files": ("big.jpg", big.read_bytes())})
+    assert response.status_code == 413  # and the server refuses it from any client
+
+
+def test_gallery_from_images_and_zip_then_identify(space):
+    paths = []
+    for identity in (20, 21):
+        synthetic_photo(space.detector, [(identity, 0, 112)], space.files / f"person{identity}_1.png")
+        paths.append(space.files / f"person{identity}_1.png")
+    synthetic_photo(space.detector, [(22, 0, 112)], space.files / "zed.png")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(space.files / "zed.png", "zed/1.png")
+        zf.writestr("../escape.png", b"x")
+    (space.files / "gallery.zip").write_bytes(archive.getvalue())
+    client = Client(space.app.local_url, verbose=False)  # a session of its own: the gallery lives in its state
+    empty = client.predict(handle_file(str(paths[0])), 0, api_name="/identify")[-1]
+    assert empty.startswith("⚠️") and "gallery is empty" in empty
+    info = client.predict([handle_file(str(p)) for p in paths + [space.files / "gallery.zip"]], api_name="/build_gallery")
+    assert info.startswith("Gallery: 3 identities from 3 face images") and "escape.png: path leaves the archive" in info
+    ranking = client.predict(handle_file(str(space.files / "zed.png")), 0, api_name="/identify")[-1]
+    rows = [line.split("|")[1:4] for line in ranking.splitlines()[2:5]]
+    assert [r[0].strip() for r in rows] == ["1", "2", "3"] and rows[0][1].strip() == "zed" and rows[0][2].strip() == "1.000"
+    assert {r[1].strip() for r in rows} == {"zed", "person20", "person21"}
+    # another session does not see this gallery
+    assert "gallery is empty" in space.client.predict(handle_file(str(paths[0])), 0, api_name="/identify")[-1]
+
+
+def test_bias_dashboard_loads_a_results_json_and_refuses_other_files(space):
+    results = {"results": space.demo.results["results"]}
+    (space.files / "results.json").write_text(json.dumps(results))
+    out = space.client.predict(handle_file(str(space.files / "results.json")), api_name="/load_results")
+    assert "| A |" in out[-1] and "GARBE" in out[-1]
+    assert sum(isinstance(item, str) and item.endswith((".png", ".webp")) for item in out) == 3
+    (space.files / "bad.json").write_text("{not json")
+    bad = space.client.predict(handle_file(str(space.files / "bad.json")), api_name="/load_results")[-1]
+    assert bad.startswith("⚠️") and "not a JSON results file" in bad
+
+
+def test_run_bias_with_too_few_pairs_says_so(space):
+    text = space.client.predict(60, 0.1, api_name="/run_bias")[-1]
+    assert text.startswith("⚠️ Too few pairs for a bias report")

@@ -1,0 +1,301 @@
+"""The Space's logic without a server: operating points, faces, verification, galleries, uploads, dashboard."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hf_facerec import FaceEmbedder
+from hf_facerec.data.align import align_face
+from hf_facerec.evaluation import bias_report, verification_report
+from hf_facerec.space import (
+    FaceRecDemo,
+    OperatingPoint,
+    SpaceInputError,
+    build_untrained_model,
+    evaluate_synthetic,
+    load_demo,
+    operating_points_from_config,
+    operating_points_from_results,
+)
+from tests.space import KnownFacesDetector, load_space_module, synthetic_photo
+
+uploads = load_space_module("space_uploads")
+dash = load_space_module("space_dashboard")
+
+POINTS = [OperatingPoint("FAR 0.01", 0.9, 0.01, "test"), OperatingPoint("FAR 0.1", 0.5, 0.1, "test")]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return FaceEmbedder(build_untrained_model(), flip="sum")
+
+
+@pytest.fixture
+def demo(embedder):
+    return FaceRecDemo(embedder, KnownFacesDetector(), POINTS, card="card", model_source="test")
+
+
+# ---- operating points ----------------------------------------------------------------------------
+
+
+def test_operating_points_from_config_accepts_the_documented_shapes_and_skips_garbage():
+    config = {"verification_thresholds": {"1e-3": 0.41, "far_1e-2": {"threshold": 0.3}, "eer": 0.2, "1e-1": float("nan"),
+                                          "1e-04": None}, "threshold_pair_set": "lfw"}
+    points = operating_points_from_config(config)
+    # sorted by FAR; no-number keys, NaN and None (FAR not measurable on the pair set) dropped
+    assert [(p.far, p.threshold, p.source) for p in points] == [(1e-3, 0.41, "lfw pairs, model config"),
+                                                                 (1e-2, 0.3, "lfw pairs, model config")]
+    listed = operating_points_from_config({"verification_thresholds": [{"far": 0.1, "threshold": 0.2}, {"far": 0.01}]})
+    assert [(p.name, p.threshold, p.source) for p in listed] == [("FAR 0.1", 0.2, "model config")]
+    assert operating_points_from_config(build_untrained_model().config) == []
+
+
+def _grouped_scores():
+    rng = np.random.default_rng(0)
+    labels = np.tile([1, 0], 150).astype(bool)
+    scores = np.where(labels, rng.normal(0.7, 0.1, 300), rng.normal(0.2, 0.1, 300))
+    return scores, labels, np.repeat(["A", "B", "C"], 100)
+
+
+def test_operating_points_from_quickstart_and_runner_results():
+    scores, labels, groups = _grouped_scores()
+    verification = verification_report(scores, labels)
+    bias = bias_report(scores, labels, groups, far=0.1)
+    quickstart = {"results": {"verification": verification, "bias": bias}}
+    runner = {"benchmarks": {"lfw": {"verification": verification, "bias": {"gender": bias, "broken": {"error": "x"}}}}}
+    for results, source in ((quickstart, "synthetic pairs"), (runner, "lfw pairs")):
+        points = operating_points_from_results(results)
+        names = [p.name for p in points]
+        assert "FAR 0.1" in names and any(n.startswith("EER") for n in names)
+        far_point = points[names.index("FAR 0.1")]
+        assert far_point.threshold == bias["threshold"] and far_point.source == source
+    assert operating_points_from_results({"nothing": 1}) == []
+
+
+def test_point_lookup(demo):
+    assert demo.point(None) is POINTS[0]
+    assert demo.point(POINTS[1].label) is POINTS[1] and demo.point("FAR 0.1") is POINTS[1]
+    custom = demo.point(0.25)
+    assert (custom.threshold, custom.far, custom.name) == (0.25, None, "custom")
+    with pytest.raises(SpaceInputError, match=r"\[-1, 1\]"):
+        demo.point(1.5)
+    with pytest.raises(SpaceInputError, match="Unknown operating point"):
+        demo.point("FAR 0.5")
+
+
+# ---- faces and verification ------------------------------------------------------------------------
+
+
+def test_verify_matches_an_independent_align_and_embed(demo, embedder, tmp_path):
+    photo1 = synthetic_photo(demo.detector, [(1, 0, 112)], tmp_path / "a.png")
+    photo2 = synthetic_photo(demo.detector, [(1, 1, 96)], tmp_path / "b.png")
+    result = demo.verify(tmp_path / "a.png", (tmp_path / "b.png").read_bytes(), "FAR 0.1")
+    # independent path: the registered landmarks, the package's align_face onto the 112x112 template, FaceEmbedder
+    crops = [align_face(Image.fromarray(p), d[0].landmarks, "arcface", (112, 112))
+             for p, d in ((photo1, demo.detector.detect(photo1)), (photo2, demo.detector.detect(photo2)))]
+    expected = embedder(crops)
+    assert result.score == pytest.approx(float(expected[0] @ expected[1]), abs=1e-5)
+    assert result.same == (result.score >= 0.5) and result.first.note == "" and result.first.crop.size == (112, 112)
+    assert ("Same person" if result.same else "Different people") in result.summary() and "0.1" in result.summary()
+    identical = demo.verify(tmp_path / "a.png", tmp_path / "a.png", 0.999)
+    assert identical.score == pytest.approx(1.0, abs=1e-5) and identical.same
+    assert identical.first.annotated().size == Image.open(tmp_path / "a.png").size
+
+
+def test_several_faces_pick_largest_by_default_and_say_so(demo, tmp_path):
+    synthetic_photo(demo.detector, [(2, 0, 80), (3, 0, 128)], tmp_path / "two.png")
+    found = demo.find_faces(tmp_path / "two.png", "the photo")
+    assert len(found.faces) == 2 and found.chosen == 0 and found.faces[0].detection.area == 128 * 128
+    assert "2 faces found" in found.note and "largest" in found.note
+    second = demo.find_faces(tmp_path / "two.png", "the photo", pick=2)
+    assert second.chosen == 1 and second.faces[1].detection.area == 80 * 80 and "your pick" in second.note
+    with pytest.raises(SpaceInputError, match="pick a face number from 1 to 2"):
+        demo.find_faces(tmp_path / "two.png", "the photo", pick=3)
+
+
+def test_friendly_errors_for_no_face_non_image_and_huge_images(demo, embedder, tmp_path):
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(tmp_path / "blank.png")
+    with pytest.raises(SpaceInputError, match="No face found in the first photo"):
+        demo.verify(tmp_path / "blank.png", tmp_path / "blank.png")
+    with pytest.raises(SpaceInputError, match="not an image we can read"):
+        demo.find_faces(b"%PDF-1.4 definitely not a photo", "the photo")
+    small_limit = FaceRecDemo(embedder, KnownFacesDetector(), POINTS, max_pixels=50 * 50)
+    with pytest.raises(SpaceInputError, match="too large: at most 0.0025 megapixels"):
+        small_limit.find_faces(tmp_path / "blank.png", "the photo")
+    with pytest.raises(SpaceInputError, match="Please add the photo"):
+        demo.find_faces(None, "the photo")
+
+
+# ---- galleries ---------------------------------------------------------------------------------------
+
+
+def test_gallery_templates_and_top_k(demo, embedder, tmp_path):
+    items = []
+    for identity in (10, 11, 12):
+        for index in (0, 1):
+            synthetic_photo(demo.detector, [(identity, index, 112)], tmp_path / f"p{identity}_{index}.png")
+            items.append((f"id{identity}", (tmp_path / f"p{identity}_{index}.png").read_bytes()))
+    Image.new("RGB", (64, 64)).save(tmp_path / "blank.png")
+    gallery = demo.build_gallery(items + [("ghost", (tmp_path / "blank.png").read_bytes())])
+    assert gallery.names == ["id10", "id11", "id12"] and gallery.counts == [2, 2, 2]
+    assert len(gallery.skipped) == 1 and gallery.skipped[0].startswith("ghost: No face")
+    # a template is the normalised mean of its images' unit embeddings
+    crops = [demo.find_faces(tmp_path / f"p10_{i}.png").crop for i in (0, 1)]
+    mean = embedder(crops).sum(axis=0)
+    np.testing.assert_allclose(gallery.templates[0], mean / np.linalg.norm(mean), atol=1e-5)
+    found, ranked = demo.identify(tmp_path / "p11_0.png", gallery, k=5)
+    assert len(ranked) == 3  # k is capped at the identities
+    scores = gallery.templates @ demo.embed([found.crop])[0]
+    assert [name for name, _ in ranked] == [gallery.names[i] for i in np.argsort(-scores)]
+    np.testing.assert_allclose([s for _, s in ranked], np.sort(scores)[::-1], atol=1e-5)
+
+
+def test_empty_or_faceless_gallery_is_a_friendly_error(demo, tmp_path):
+    with pytest.raises(SpaceInputError, match="gallery is empty"):
+        demo.build_gallery([])
+    with pytest.raises(SpaceInputError, match="gallery is empty"):
+        demo.identify(tmp_path / "x.png", None)
+    with pytest.raises(SpaceInputError, match="No face found in any gallery image"):
+        demo.build_gallery([("a", b"not an image")])
+
+
+# ---- uploads and zips --------------------------------------------------------------------------------
+
+
+def test_read_upload_and_delete_uploads_only_inside_gradio_temp(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    upload = tmp_path / "gradio" / "abc123" / "face.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"data")
+    record = {"path": str(upload), "orig_name": "me.png"}
+    assert uploads.read_upload(record) == ("me.png", b"data") == uploads.read_upload(record)  # twice: still there
+    outside = tmp_path / "mine.png"
+    outside.write_bytes(b"keep")
+    kept = tmp_path / "gradio" / "def" / "example.png"
+    kept.parent.mkdir()
+    kept.write_bytes(b"example")
+    uploads.keep_uploads([kept])
+    uploads.delete_uploads(record, str(outside), [{"path": str(kept)}], None, 0.5)
+    assert not upload.exists() and not upload.parent.exists()  # the per-upload folder goes too
+    assert outside.exists() and kept.exists()
+    assert uploads.read_upload(str(outside)) == ("mine.png", b"keep")
+    url = "data:image/png;base64," + base64.b64encode(b"\x89PNG").decode()
+    assert uploads.read_upload({"path": None, "url": url})[1] == b"\x89PNG"
+    with pytest.raises(SpaceInputError, match="Please add the probe"):
+        uploads.read_upload(None, "the probe")
+    with pytest.raises(SpaceInputError, match="larger than 0 MB"):
+        uploads.read_upload(str(outside), max_bytes=2)
+    with pytest.raises(SpaceInputError, match="Could not read"):
+        uploads.read_upload(str(upload))
+
+
+@pytest.mark.parametrize("name, identity", [("alice_2.jpg", "alice"), ("alice-02.png", "alice"), ("bob (3).jpg", "bob"),
+                                            ("carol.jpg", "carol"), ("123.jpg", "123"), ("x\\y\\dan_1.png", "dan")])
+def test_identity_from_filename(name, identity):
+    assert uploads.identity_from_filename(name) == identity
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_gallery_zip_folders_traversal_and_junk():
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(png, "PNG")
+    data = _zip({"alice/1.png": png.getvalue(), "alice/2.png": png.getvalue(), "bob/a.png": png.getvalue(),
+                 "carol_1.png": png.getvalue(), "../evil.png": png.getvalue(), "/abs/x.png": png.getvalue(),
+                 "__MACOSX/alice/._1.png": b"junk", "alice/notes.txt": b"hi"}, zipfile.ZIP_STORED)
+    items, skipped = uploads.read_gallery_zip(data)
+    assert [identity for identity, _ in items] == ["alice", "alice", "bob", "carol"]
+    assert all(content == png.getvalue() for _, content in items)
+    assert sorted(skipped) == ["../evil.png: path leaves the archive", "/abs/x.png: path leaves the archive"]
+
+
+def test_gallery_zip_refuses_bombs_floods_and_non_zips(monkeypatch):
+    with pytest.raises(SpaceInputError, match="zip bomb"):
+        uploads.read_gallery_zip(_zip({"a/bomb.png": bytes(5 * 2**20)}))  # 5 MB of zeros deflate ~1000:1
+    monkeypatch.setattr(uploads, "MAX_ZIP_MEMBERS", 3)
+    with pytest.raises(SpaceInputError, match="at most 3"):
+        uploads.read_gallery_zip(_zip({f"a/{i}.png": b"x" for i in range(4)}, zipfile.ZIP_STORED))
+    with pytest.raises(SpaceInputError, match="not a valid zip"):
+        uploads.read_gallery_zip(b"PK\x03\x04 truncated")
+    with pytest.raises(SpaceInputError, match="no images"):
+        uploads.read_gallery_zip(_zip({"a/readme.txt": b"x"}))
+    with pytest.raises(SpaceInputError, match="gallery is empty"):
+        uploads.gallery_items([])
+
+
+# ---- dashboard, model tab, synthetic evaluation, loading ----------------------------------------------
+
+
+def test_dashboard_reads_both_results_formats_and_draws_three_charts():
+    scores, labels, groups = _grouped_scores()
+    bias = bias_report(scores, labels, groups, far=0.1)
+    runner = {"benchmarks": {"lfw": {"verification": verification_report(scores, labels), "bias": {"gender": bias}}}}
+    reports = dash.bias_reports(dash.parse_results(json.dumps(runner).encode()))
+    assert list(reports) == ["lfw by gender"]
+    table = dash.bias_tables(reports["lfw by gender"])
+    assert "| A |" in table and f"{bias['fdr']:.4g}" in table and f"{bias['garbe']:.4g}" in table
+    charts = dash.bias_charts(bias, "t")
+    assert [c.size[0] > 100 for c in charts] == [True, True, True]
+    impostor_only = {"groups": {"x": {"fmr": 0.1}, "y": {"fmr": 0.2}}, "kind": "impostor_only"}
+    assert [c is None for c in dash.bias_charts(impostor_only)] == [True, False, True]
+    assert "| lfw |" in dash.benchmark_table(runner) and "No benchmark" in dash.benchmark_table(None)
+    assert dash.strip_front_matter("---\na: 1\n---\n# Card") == "# Card"
+    for bad, message in ((b"\xff\xfe", "not a JSON"), (b'{"benchmarks": {}}', "No bias report")):
+        with pytest.raises(SpaceInputError, match=message):
+            dash.parse_results(bad)
+
+
+def test_evaluate_synthetic_resolves_only_measurable_fars(embedder):
+    summary = evaluate_synthetic(embedder, n_pairs=60, far=0.1)
+    verification = summary["results"]["verification"]
+    assert verification["n_genuine"] == 30 and verification["n_impostor"] == 30
+    assert list(summary["verification_thresholds"]) == ["1e-01"]  # 0.01 * 30 impostors < 1 pair: not measurable
+    # 12 identities in 10 folds leave groups without same-group impostors: no bias report, and it says why
+    assert "skipped" in summary["results"]["bias"]
+    with pytest.raises(SpaceInputError, match="between 20 and 20000"):
+        evaluate_synthetic(embedder, n_pairs=5)
+
+
+def test_load_demo_from_a_folder_with_thresholds_card_and_results(tmp_path, monkeypatch):
+    model_dir = tmp_path / "out" / "model"
+    build_untrained_model().save_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(verification_thresholds={"1e-03": 0.42, "1e-04": None}, threshold_flip="concat")
+    (model_dir / "config.json").write_text(json.dumps(config))
+    (model_dir / "README.md").write_text("---\nlicense: apache-2.0\n---\n# My model")
+    (tmp_path / "out" / "results.json").write_text(json.dumps({"results": {"verification": {"eer": 0.1, "eer_threshold": 0.3}}}))
+    monkeypatch.setenv("FACEREC_MODEL", str(model_dir))
+    demo = load_demo(detector=KnownFacesDetector())
+    assert [(p.name, p.threshold, p.source) for p in demo.operating_points] == [("FAR 0.001", 0.42, "model config")]
+    assert demo.embedder.flip == "concat"  # the calibration's flip TTA, so its thresholds apply
+    assert demo.card.endswith("# My model") and demo.results["results"]["verification"]["eer"] == 0.1
+    monkeypatch.delenv("FACEREC_MODEL")
+    monkeypatch.chdir(tmp_path)  # no outputs/quickstart/model here: the untrained fallback
+    fallback = load_demo(detector=KnownFacesDetector(), calibration_pairs=0)
+    assert "Untrained demo model" in fallback.card and fallback.operating_points == [] and fallback.results is None
+
+
+def test_real_photos_with_the_offline_dlib_detector(shared_data, embedder):
+    """The Space's offline default detector on the sample photos: one face, two faces (said), a 96x112 crop model."""
+    from hf_facerec.data.detectors import build_detector
+
+    samples = shared_data / "samples"
+    demo = FaceRecDemo(embedder, build_detector("dlib"), POINTS)
+    single = demo.find_faces(samples / "obama.jpg")
+    assert len(single.faces) == 1 and single.note == "" and single.crop.size == (112, 112)
+    pair = demo.find_faces(samples / "two_people.jpg")
+    assert len(pair.faces) == 2 and "2 faces found" in pair.note
+    assert pair.faces[0].detection.area >= pair.faces[1].detection.area
