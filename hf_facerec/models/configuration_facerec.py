@@ -73,6 +73,8 @@ class FaceRecConfig(PreTrainedConfig):
         partial_fc_sample_rate (`float`, defaults to 1.0): fraction of class centers used per step (Partial FC).
         interpolate_pos_encoding (`bool`, *optional*): ask ViT-like backbones to interpolate their position
             embeddings; `None` means "when the backbone's native size differs from `image_size`".
+        verification_thresholds (`dict`, *optional*): cosine thresholds keyed by FAR (`{"1e-03": 0.31}`), measured
+            on the pair set `threshold_pair_set` with flip TTA `threshold_flip` (see `hf_facerec.hub.calibration`).
     """
 
     model_type = "facerec"
@@ -98,6 +100,11 @@ class FaceRecConfig(PreTrainedConfig):
     partial_fc_sample_rate: float = 1.0
     interpolate_pos_encoding: bool | None = None
     initializer_range: float = 0.01
+    # Verification thresholds calibrated on a named pair set (hf_facerec.hub.calibration), so users need not guess:
+    # {"1e-03": cosine threshold, ...}; the pair set's name and the flip TTA the scores were computed with.
+    verification_thresholds: dict | None = None
+    threshold_pair_set: str | None = None
+    threshold_flip: str | None = None
 
     def __post_init__(self, **kwargs):
         if isinstance(self.backbone_config, dict) and "model_type" in self.backbone_config:

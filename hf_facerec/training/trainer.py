@@ -318,6 +318,31 @@ class FaceRecTrainer(ShardedHeadTrainerMixin, Trainer):
                 save_adapter(model, output_dir)
         self.accelerator.wait_for_everyone()
 
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
+        """Push the final embedding model with the hf_facerec card, results and thresholds (`hf_facerec.hub.push`)
+        instead of the Trainer's generic card: the same upload as `hf-facerec push`. `kwargs` may hold `results`
+        (evaluation results dict or JSON path), `summary` (card fields) and `calibration`. The trainer's model is left
+        as it is (a merged copy is pushed). Collective; returns the CommitInfo on the main process, None elsewhere."""
+        from pathlib import Path
+
+        from ..hub.card import training_summary
+        from ..hub.push import push_to_hub
+
+        model = self._consolidated_model()
+        if not self.args.should_save:
+            return None
+        model = copy.deepcopy(model)
+        merge_adapter(model)
+        summary = {"training": training_summary(self.args, global_step=self.state.global_step),
+                   **(kwargs.pop("summary", None) or {})}
+        return push_to_hub(
+            model, self.args.hub_model_id or Path(self.args.output_dir).name, kwargs.pop("results", None),
+            private=self.args.hub_private_repo if private is None else private, summary=summary,
+            calibration=kwargs.pop("calibration", None), image_processor=self.processing_class,
+            token=token or self.args.hub_token, commit_message=commit_message or "End of training", revision=revision,
+        )
+
     def save_final_model(self, output_dir: str | os.PathLike | None = None, include_margin_head: bool = False) -> str:
         """Merge the adapter and save the model + image processor to `output_dir` (default `args.output_dir`).
 
