@@ -16,9 +16,9 @@ import sys
 _COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("hf_facerec.data.align_folder", "Detect and align every face image of a folder"),
     "convert": ("hf_facerec.data.cli_convert", "Convert RecordIO / image folders to Parquet shards"),
+    "data-scale": ("hf_facerec.training.data_scale", "Run the data-scale grid: identity counts x finetune modes"),
     "evaluate": ("hf_facerec.evaluation.cli_evaluate", "Evaluate a model on face benchmarks (verification, identification, bias)"),
     "export": ("hf_facerec.hub.cli_export", "Export the embedding model (onnx) with a dynamic batch, checked with onnxruntime"),
-    "data-scale": ("hf_facerec.training.data_scale", "Run the data-scale grid: identity counts x finetune modes"),
     "push": ("hf_facerec.hub.cli_push", "Push a model to the Hub with its card, results, plots and thresholds"),
     "quickstart": ("hf_facerec.quickstart", "Train and evaluate a small model offline (synthetic or --data/--pairs)"),
     "train": ("hf_facerec.training.train_cli", "Train a face recognizer (full, LoRA, linear probe, scratch)"),
