@@ -204,6 +204,8 @@ def _run_jobs(jobs: list[tuple[str, str]], config: dict, workers: int, chunksize
 
     bar = tqdm(total=len(jobs), unit="img", desc="align", disable=not progress)
     try:
+        if not jobs:  # everything done already: do not load a detector for nothing
+            return
         if workers == 1 or len(jobs) <= 1:
             _init_worker(config)
             for job in jobs:
