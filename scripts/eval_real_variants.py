@@ -15,6 +15,7 @@ before the cosine, as the source's evaluation does) cost nothing extra. Research
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -32,15 +33,17 @@ from hf_facerec.evaluation import best_threshold_accuracy, kfold_accuracy
 from hf_facerec.evaluation.runner import unique_pair_images
 
 _SWAP = [1, 0, 2, 4, 3]  # landmark order of a mirrored face: left/right eyes and mouth corners swap
+POLICIES = ("largest", "central", "highest_score")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """landmarks: ``yunet`` | ``yunet_flipavg`` | ``dlib`` | ``yunet_dlib_avg``; interpolation:
-    ``linear`` | ``cubic`` | ``area2x`` (warp at 2x, then area-downscale); std: pixel divisor;
-    points: template points used by the similarity fit."""
+    """landmarks: ``yunet`` | ``yunet_flipavg`` | ``dlib`` | ``yunet_dlib_avg``; policy: which face
+    of a multi-face photo; interpolation: ``linear`` | ``cubic`` | ``area2x`` (warp at 2x, then
+    area-downscale); std: pixel divisor; points: template points used by the similarity fit."""
 
     landmarks: str = "yunet"
+    policy: str = "central"
     interpolation: str = "linear"
     std: float = 128.0
     points: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -49,12 +52,17 @@ class Variant:
 VARIANTS = {
     "yunet": Variant(),
     "yunet_std127.5": Variant(std=127.5),
+    "yunet_largest": Variant(policy="largest"),
+    "yunet_highest_score": Variant(policy="highest_score"),
     "dlib68": Variant(landmarks="dlib"),
     "yunet_flipavg": Variant(landmarks="yunet_flipavg"),
     "yunet_bicubic": Variant(interpolation="cubic"),
     "yunet_area2x": Variant(interpolation="area2x"),
     "yunet_dlib_avg": Variant(landmarks="yunet_dlib_avg"),
     "yunet_no_nose": Variant(points=(0, 1, 3, 4)),
+    "dlib68_area2x": Variant(landmarks="dlib", interpolation="area2x"),
+    "yunet_dlib_avg_area2x": Variant(landmarks="yunet_dlib_avg", interpolation="area2x"),
+    "dlib68_no_nose": Variant(landmarks="dlib", points=(0, 1, 3, 4)),
 }
 
 
@@ -69,47 +77,55 @@ def lfw_pairs(shared: Path):
     return paths, i1, i2, np.asarray(pairs["is_same"]), np.asarray(pairs["fold"])
 
 
+def _pick(detections, policy: str, image_size) -> np.ndarray:
+    """(5, 2) landmarks of the face chosen by ``policy`` among detections with score >= 0.5, NaN if none."""
+    try:
+        return select_face(detections, image_size, policy, 0.5)[0].landmarks.copy()  # callers edit it
+    except NoFaceDetectedError:
+        return np.full((5, 2), np.nan)
+
+
 def detect_landmarks(paths, detector_name: str, shared: Path, cache: Path) -> dict[str, np.ndarray]:
-    """(M, 5, 2) landmarks of the largest face (score >= 0.5), NaN when none; for YuNet also the
-    landmarks found on the mirrored photo, mapped back. Cached per detector."""
+    """(M, 5, 2) landmarks (NaN when no face has score >= 0.5) per face-choice policy
+    (``largest``, ``central``, ``highest_score``) and, for YuNet, ``<policy>_mirror``: the face
+    found on the mirrored photo, mapped back. Cached per detector."""
     path = cache / f"{detector_name}.npz"
     if path.is_file():
         stored = np.load(path)
         row = {p: r for r, p in enumerate(stored["paths"].tolist())}
         if all(p in row for p in paths):
             rows = [row[p] for p in paths]
-            return {"landmarks": stored["landmarks"][rows], "landmarks_mirror": stored["landmarks_mirror"][rows]}
+            return {key: stored[key][rows] for key in stored.files if key != "paths"}
     kwargs = {"model_path": next((shared / "models" / "yunet").glob("*.onnx"))} if detector_name == "yunet" else {}
     detector = build_detector(detector_name, **kwargs)
-    found = np.full((2, len(paths), 5, 2), np.nan)
-    views = (False, True) if detector_name == "yunet" else (False,)
-    for n, image_path in enumerate(paths):
+    found: dict[str, list] = {key: [] for key in (*POLICIES, *(f"{p}_mirror" for p in POLICIES))}
+    for image_path in paths:
         rgb = np.asarray(load_rgb(image_path))
-        for view, mirrored in enumerate(views):
-            image = np.ascontiguousarray(rgb[:, ::-1]) if mirrored else rgb
-            try:
-                detection, _ = select_face(detector.detect(image), (rgb.shape[1], rgb.shape[0]), "largest", 0.5)
-            except NoFaceDetectedError:
-                continue
-            points = detection.landmarks.copy()
-            if mirrored:
-                points[:, 0] = rgb.shape[1] - 1 - points[:, 0]
-                points = points[_SWAP]
-            found[view, n] = points
+        size = (rgb.shape[1], rgb.shape[0])
+        detections = detector.detect(rgb)
+        for policy in POLICIES:
+            found[policy].append(_pick(detections, policy, size))
+        mirror_detections = detector.detect(np.ascontiguousarray(rgb[:, ::-1])) if detector_name == "yunet" else []
+        for policy in POLICIES:
+            mirrored = _pick(mirror_detections, policy, size)  # "central" is symmetric: the same face
+            mirrored[:, 0] = rgb.shape[1] - 1 - mirrored[:, 0]
+            found[f"{policy}_mirror"].append(mirrored[_SWAP])
+    arrays = {key: np.stack(value) for key, value in found.items()}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, paths=np.array(paths), landmarks=found[0], landmarks_mirror=found[1])
-    return {"landmarks": found[0], "landmarks_mirror": found[1]}
+    np.savez(path, paths=np.array(paths), **arrays)
+    return arrays
 
 
-def variant_landmarks(kind: str, yunet: dict, dlib: dict | None) -> np.ndarray:
+def variant_landmarks(variant: "Variant", yunet: dict, dlib: dict | None) -> np.ndarray:
     """(M, 5, 2) landmarks of a variant; dlib misses fall back to YuNet's points."""
-    base = yunet["landmarks"]
-    if kind == "yunet":
+    base = yunet[variant.policy]
+    if variant.landmarks == "yunet":
         return base
-    if kind == "yunet_flipavg":  # average with the mirrored detection: halves independent landmark noise
-        return np.where(np.isnan(yunet["landmarks_mirror"]), base, (base + yunet["landmarks_mirror"]) / 2)
-    dlib_points = np.where(np.isnan(dlib["landmarks"]), base, dlib["landmarks"])
-    return dlib_points if kind == "dlib" else (base + dlib_points) / 2
+    if variant.landmarks == "yunet_flipavg":  # average with the mirrored detection: halves independent landmark noise
+        mirror = yunet[f"{variant.policy}_mirror"]
+        return np.where(np.isnan(mirror), base, (base + mirror) / 2)
+    dlib_points = np.where(np.isnan(dlib[variant.policy]), base, dlib[variant.policy])
+    return dlib_points if variant.landmarks == "dlib" else (base + dlib_points) / 2
 
 
 def warp(rgb: np.ndarray, points: np.ndarray, variant: Variant) -> np.ndarray:
@@ -140,6 +156,23 @@ def raw_features(model, paths, landmarks: np.ndarray, variant: Variant, batch_si
         feats.append(model(pixel_values=pixels).features.numpy())
         flipped.append(model(pixel_values=pixels.flip(-1)).features.numpy())
     return np.concatenate(feats), np.concatenate(flipped)
+
+
+def features_reusing_baseline(model, paths, landmarks, variant: Variant, output: Path, yunet: dict):
+    """Raw features of a variant; when it differs from the baseline ``yunet`` variant (YuNet, central
+    face, bilinear, /128, 5 points) only in the landmarks of some images (another face policy),
+    only those images are embedded again."""
+    base_file = output / "variants" / "yunet.npz"
+    same_warp = dataclasses.replace(variant, landmarks="yunet", policy="central") == VARIANTS["yunet"]
+    if not (same_warp and base_file.is_file()):
+        return raw_features(model, paths, landmarks, variant)
+    stored = np.load(base_file)
+    f, g = stored["features"].copy(), stored["flipped"].copy()
+    changed = np.flatnonzero(np.abs(np.nan_to_num(landmarks - yunet["central"])).max(axis=(1, 2)) > 1e-6)
+    if changed.size:
+        f[changed], g[changed] = raw_features(model, [paths[k] for k in changed], landmarks[changed], variant)
+    print(f"  re-embedded {changed.size} images whose landmarks differ from the baseline")
+    return f, g
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -186,9 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
     yunet = detect_landmarks(paths, "yunet", args.shared, args.output / "landmarks")
     needs_dlib = any("dlib" in VARIANTS[n].landmarks for n in names)
     dlib = detect_landmarks(paths, "dlib", args.shared, args.output / "landmarks") if needs_dlib else None
-    misses = "" if dlib is None else f", dlib misses {int(np.isnan(dlib['landmarks'][:, 0, 0]).sum())} (YuNet points used)"
+    misses = "" if dlib is None else f", dlib misses {int(np.isnan(dlib['largest'][:, 0, 0]).sum())} (YuNet points used)"
     print(f"landmarks of {len(paths)} images ready in {time.perf_counter() - start:.0f} s; YuNet misses "
-          f"{int(np.isnan(yunet['landmarks'][:, 0, 0]).sum())}{misses}")
+          f"{int(np.isnan(yunet['largest'][:, 0, 0]).sum())}{misses}")
     model = FaceRecModel.from_pretrained(args.model).eval().to(memory_format=torch.channels_last)
     table = {}
     for name in names:
@@ -198,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
             stored = np.load(cached)
             f, g = stored["features"], stored["flipped"]
         else:
-            f, g = raw_features(model, paths, variant_landmarks(variant.landmarks, yunet, dlib), variant)
+            f, g = features_reusing_baseline(model, paths, variant_landmarks(variant, yunet, dlib), variant, args.output, yunet)
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cached, features=f, flipped=g)
         table[name] = score_variants(f, g, i1, i2, labels, folds)

@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", choices=("none", "yunet", "dlib"), default="none",
                         help="detect + align raw photos (not .bin crops; IJB uses its own landmarks)")
     parser.add_argument("--detector-model", help="YuNet .onnx (default $HF_FACEREC_YUNET) or dlib 68-point predictor")
-    parser.add_argument("--align-policy", choices=("largest", "central", "highest_score"), default="largest",
-                        help="which face to keep when a photo holds several")
+    parser.add_argument("--align-policy", choices=("largest", "central", "highest_score"), default="central",
+                        help="which face to keep when a photo holds several (benchmark photos centre their subject)")
     parser.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip test-time augmentation")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
     parser.add_argument("--group-file", help="CSV identity,<group>,...: per-group bias report of pairs with identity names")

@@ -130,23 +130,41 @@ class EmbeddingCache:
             os.replace(partial, self._path(key, suffix))
 
 
-def embed_images(embedder, sources: Sequence, keys: Sequence[str], preprocess, describe: dict, cache: EmbeddingCache | None, fingerprint: str) -> tuple[np.ndarray, dict]:
-    """Embed ``sources`` (M,) with ``embedder`` and ``preprocess``, through ``cache``.
+def embed_images(
+    embedder,
+    sources: Sequence,
+    keys: Sequence[str],
+    preprocess,
+    describe: dict,
+    cache: EmbeddingCache | None,
+    fingerprint: str,
+) -> tuple[np.ndarray, dict]:
+    """Embed ``sources`` through ``cache``: a hit loads the array, a miss runs the embedder once.
 
+    Args:
+        embedder: a :class:`~hf_facerec.FaceEmbedder` (its ``flip`` is part of the key).
+        sources: (M,) images (paths, bytes, :class:`LandmarkedImage`); keys: their (M,) :func:`image_key`.
+        preprocess: the embedder's per-image callable (e.g. alignment); an integer attribute
+            ``no_face``, when it has one, counts photos where no face was found.
+        describe: JSON-able description of ``preprocess`` (part of the key). fingerprint: :func:`model_fingerprint`.
     Returns:
         ``(embeddings (M, D) float32 unit rows, info)`` with ``info["cache"]`` = ``"hit"`` /
-        ``"miss"`` / ``"off"`` and ``info["n_no_face"]`` (photos the detector missed).
+        ``"miss"`` / ``"off"``, ``info["n_no_face"]`` and ``info["cache_key"]``.
     """
+    if len(sources) != len(keys):
+        raise ValueError(f"{len(sources)} sources but {len(keys)} keys")
     document = {"format": _CACHE_FORMAT, "model": fingerprint, "flip": embedder.flip, "preprocess": describe, "images": _digest(*keys)}
     key = _digest(json.dumps(document, sort_keys=True))
     if cache is not None:
         hit = cache.load(key, len(sources))
         if hit is not None:
             return hit[0], {"cache": "hit", "n_no_face": hit[1].get("n_no_face", 0), "cache_key": key}
-    preprocess.no_face = 0
+    if hasattr(preprocess, "no_face"):
+        preprocess.no_face = 0
     embedder.preprocess = preprocess
     embeddings = np.asarray(embedder(list(sources), progress=None), dtype=np.float32)
-    info = {"cache": "miss" if cache is not None else "off", "n_no_face": preprocess.no_face, "cache_key": key}
+    no_face = int(getattr(preprocess, "no_face", 0))
+    info = {"cache": "miss" if cache is not None else "off", "n_no_face": no_face, "cache_key": key}
     if cache is not None:
-        cache.save(key, embeddings, {**document, "n_images": len(sources), "n_no_face": preprocess.no_face})
+        cache.save(key, embeddings, {**document, "n_images": len(sources), "n_no_face": no_face})
     return embeddings, info

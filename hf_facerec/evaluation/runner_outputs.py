@@ -90,8 +90,9 @@ def _plot_all(results: dict, curves: dict, output_dir: Path) -> list[str]:
                                             threshold=threshold, title=f"{name}: genuine vs impostor scores"))
     for name, result in results["benchmarks"].items():
         for grouping, report in result.get("bias", {}).items():
-            title = f"{name} by {grouping}" + (f" (threshold at FAR {report['far']:g})" if report.get("far") else "")
+            at_far = f" (threshold at FAR {report['far']:g})" if report.get("far") else ""
             for metric, (values, errors, ylabel) in _bias_bars(report).items():
+                title = f"{name} by {grouping}" + ("" if metric == "accuracy" else at_far)  # k-fold: own thresholds
                 path = output_dir / f"bias_{_safe_name(name)}_{_safe_name(grouping)}_{metric}.png"
                 written.append(plot_group_bars(values, errors, path, ylabel=ylabel, title=title))
     return [str(p) for p in written]
@@ -106,7 +107,8 @@ def _fmt(value, percent: bool = False, digits: int = 4) -> str:
 def _bias_markdown(name: str, grouping: str, report: dict) -> list[str]:
     if "error" in report:
         return [f"### Bias: {name} by {grouping}", "", f"Not computed: {report['error']}", ""]
-    lines = [f"### Bias: {name} by {grouping}", "", f"Global threshold {_fmt(report['threshold'])} at FAR {report['far']:g}.", ""]
+    scope = " over the pairs of the groups having both classes" if report.get("other_groups") else ""
+    lines = [f"### Bias: {name} by {grouping}", "", f"Global threshold {_fmt(report['threshold'])} at FAR {report['far']:g}{scope}.", ""]
     if report["kind"] == "impostor_only":
         lines += ["| group | FMR | ± SE | false matches | impostor pairs |", "|---|---|---|---|---|"]
         lines += [f"| {g} | {_fmt(r['fmr'])} | {_fmt(r['fmr_std_error'])} | {r['false_matches']} | {r['n_impostor']} |" for g, r in report["groups"].items()]

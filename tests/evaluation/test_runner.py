@@ -132,6 +132,8 @@ def test_bin_scores_match_a_direct_embedding(model, data_dir, pairs, tmp_path):
     got = results["benchmarks"]["lfw"]["verification"]
     assert got["auc"] == pytest.approx(expected["auc"]) and got["accuracy"] == pytest.approx(expected["accuracy"])
     assert results["benchmarks"]["lfw"]["cache"] == "off" and results["files"][2:] == []
+    assert results["benchmarks"]["lfw"]["alignment"] == "none (aligned crops)"
+    assert all(p.is_contiguous() for p in model.parameters())  # channels_last was for the run only
 
 
 def _save_people(folder, faces, names, per_identity=4):
@@ -199,6 +201,7 @@ def test_ijb_template_verification_and_identification(model, tmp_path):
     results = evaluate_model(model, "ijbc,ijbb", tmp_path, tmp_path / "out", use_cache=False)
     ijbc = results["benchmarks"]["ijbc"]
     assert ijbc["n_templates"] == 8 and ijbc["n_pairs"] == 8 and ijbc["verification"]["accuracy"] is None
+    assert ijbc["alignment"] == "protocol landmarks" and ijbc["verification"]["n_genuine"] == 4
     ident = ijbc["identification"]["probe_mixed_vs_gallery_G1"]
     assert ident["n_probes"] == 4 and ident["n_mated"] == 3 and ident["n_gallery"] == 3
     assert "ijbb" in results["skipped"]
