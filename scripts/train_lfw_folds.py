@@ -7,9 +7,9 @@ Steps (everything is written under --out, outside the repository; finished runs 
    (MobileFaceNet), unless an existing folder with the same settings is given / already there.
 2. Training identities = identities of folds 1-5 pairs (+ LFW identities in no pair, `--include_unpaired`),
    checked disjoint from the identities of folds 6-10 pairs, kept with >= 2 images; exposed as folders of links.
-3. Runs: `scratch` (configs/train/lfw_folds_scratch.yaml through `hf-facerec train`'s code), and from the
+3. Runs: `scratch` (configs/experiments/lfw_folds_scratch.yaml through `hf-facerec train`'s code), and from the
    converted CASIA-WebFace MobileFaceNet (no foundation model ships offline): `zero_shot` (no training),
-   `linear_probe`, `lora`, `full` (configs/train/lfw_folds_mobilefacenet.yaml + the per-mode settings below).
+   `linear_probe`, `lora`, `full` (configs/experiments/lfw_folds_mobilefacenet.yaml + the per-mode settings below).
 4. Each run is evaluated on the 3,000 pairs of folds 6-10: 5-fold protocol accuracy (threshold from the other 4
    folds), TAR@FAR=1e-2, AUC, flip-sum embeddings. The table goes to stdout, results.md and results.json.
 """
@@ -182,8 +182,8 @@ def _row(name, start, split, steps, seconds, metrics, extra=None) -> dict:
 
 
 def _run_scratch(args, train_dir: Path, split: dict, pairs) -> dict:
-    """configs/train/lfw_folds_scratch.yaml with `hf-facerec train`'s parser, model and dataset builders."""
-    argv = ["--config", str(REPO / "configs/train/lfw_folds_scratch.yaml"), "--train_dir", str(train_dir),
+    """configs/experiments/lfw_folds_scratch.yaml with `hf-facerec train`'s parser, model and dataset builders."""
+    argv = ["--config", str(REPO / "configs/experiments/lfw_folds_scratch.yaml"), "--train_dir", str(train_dir),
             "--output_dir", str(args.out / "runs" / "scratch"), *args.scratch_flags]
     model_args, data_args, training_args = train_cli.parse_train_arguments(argv)
     set_seed(training_args.seed)
@@ -198,7 +198,7 @@ def _run_scratch(args, train_dir: Path, split: dict, pairs) -> dict:
 
 
 def _run_pretrained(args, mode: str, train_dir: Path, split: dict, pairs, state: dict) -> dict:
-    argv = ["--config", str(REPO / "configs/train/lfw_folds_mobilefacenet.yaml"), "--train_dir", str(train_dir),
+    argv = ["--config", str(REPO / "configs/experiments/lfw_folds_mobilefacenet.yaml"), "--train_dir", str(train_dir),
             "--finetune_mode", mode, "--output_dir", str(args.out / "runs" / mode), *MODE_FLAGS[mode]]
     model_args, data_args, training_args = train_cli.parse_train_arguments(argv)
     set_seed(training_args.seed)
