@@ -70,27 +70,50 @@ class FaceEmbedder:
             processor = None  # no preprocessor_config.json: derive one from the model config
         return cls(model, image_processor=processor, **kwargs)
 
-    def _load(self, image: Any) -> Any:
+    def _load(self, image: Any, preprocess: Callable[[Any], Any] | None = None) -> Any:
         if isinstance(image, (str, os.PathLike, bytes)):
             from .data.images import load_rgb
 
             image = load_rgb(image)
-        return self.preprocess(image) if self.preprocess is not None else image
+        preprocess = self.preprocess if preprocess is None else preprocess
+        return preprocess(image) if preprocess is not None else image
+
+    def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) processed pixels -> (B, D) features before normalisation: the one place a
+        subclass swaps the network (``OnnxFaceEmbedder`` runs an onnxruntime session here)."""
+        return self.model(pixel_values=pixel_values.to(self.device)).features
 
     @torch.no_grad()
-    def _embed_batch(self, images: Sequence[Any]) -> torch.Tensor:
-        batch = self.image_processor(images=[self._load(image) for image in images], return_tensors="pt")
-        pixel_values = batch["pixel_values"].to(self.device)
-        features = self.model(pixel_values=pixel_values).features
-        if self.flip != "none":
-            flipped = self.model(pixel_values=pixel_values.flip(-1)).features
-            features = features + flipped if self.flip == "sum" else torch.cat([features, flipped], dim=-1)
-        return F.normalize(features.float(), dim=-1).cpu()
+    def embed_pixel_values(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) processed pixels -> (B, D) float32 unit embeddings (2D with ``flip="concat"``).
+
+        The package's one flip test-time augmentation (the pipeline, the Space, ONNX serving and the
+        calibrated thresholds all go through it): the mirrored batch is embedded in the same call,
+        then the two feature vectors are summed or concatenated, then normalised.
+        """
+        if self.flip == "none":
+            features = self._features(pixel_values)
+        else:
+            n = pixel_values.shape[0]
+            both = self._features(torch.cat([pixel_values, pixel_values.flip(-1)]))
+            features = both[:n] + both[n:] if self.flip == "sum" else torch.cat([both[:n], both[n:]], dim=-1)
+        return F.normalize(torch.as_tensor(features).float(), dim=-1).cpu()
+
+    def _embed_batch(self, images: Sequence[Any], preprocess=None) -> torch.Tensor:
+        batch = self.image_processor(images=[self._load(image, preprocess) for image in images], return_tensors="pt")
+        return self.embed_pixel_values(batch["pixel_values"])
 
     def __call__(
-        self, images: Sequence[Any], return_tensors: str = "np", progress: bool | None = None
+        self,
+        images: Sequence[Any],
+        return_tensors: str = "np",
+        progress: bool | None = None,
+        preprocess: Callable[[Any], Any] | None = None,
     ) -> np.ndarray | torch.Tensor:
         """Embed `images` (PIL images, HxWx3 uint8 arrays, file paths or encoded bytes).
+
+        `preprocess`, when given, replaces the embedder's own for this call (the benchmark runner
+        aligns some sets and crops others with one embedder).
 
         Returns: (N, D) float32 rows of unit norm (D doubles with ``flip="concat"``), as numpy or torch
         (``return_tensors="pt"``). A progress bar is shown for more than four batches unless `progress` says.
@@ -103,7 +126,7 @@ class FaceEmbedder:
         starts = range(0, len(images), self.batch_size)
         show = progress if progress is not None else len(starts) > 4
         chunks = [
-            self._embed_batch(images[start : start + self.batch_size])
+            self._embed_batch(images[start : start + self.batch_size], preprocess)
             for start in tqdm(starts, desc="embedding", unit="batch", disable=not show)
         ]
         embeddings = torch.cat(chunks)

@@ -32,7 +32,7 @@ from hf_facerec.data.synthetic import (
     render_identity_image,
     sample_identity,
 )
-from hf_facerec.data.synthetic_datasets import _encode_png
+from hf_facerec.data.synthetic.datasets import _encode_png
 
 
 def ten_fold_correct(scores: np.ndarray, is_same: np.ndarray, folds: np.ndarray) -> np.ndarray:

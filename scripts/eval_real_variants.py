@@ -30,7 +30,7 @@ from hf_facerec.data.detectors import build_detector
 from hf_facerec.data.images import load_rgb
 from hf_facerec.data.pairs import load_lfw_pairs
 from hf_facerec.evaluation import best_threshold_accuracy, kfold_accuracy
-from hf_facerec.evaluation.runner import unique_pair_images
+from hf_facerec.benchmarks.cache import unique_pair_images
 
 _SWAP = [1, 0, 2, 4, 3]  # landmark order of a mirrored face: left/right eyes and mouth corners swap
 POLICIES = ("largest", "central", "highest_score")

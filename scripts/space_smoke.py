@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         model = _model_dir(args, stack)
         started = time.perf_counter()
         app_module = load_app_module()
-        from hf_facerec.space import load_demo
+        from hf_facerec.demo import load_demo
 
         imported = time.perf_counter()
         detector_model = os.environ.get("FACEREC_DETECTOR_MODEL") or (str(yunet) if yunet and not args.browser_only else None)

@@ -5,26 +5,24 @@
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config configs/train/dinov2_small_lora.yaml
     python scripts/train.py --config configs/train/tiny_synthetic.yaml --max_steps 20 --output_dir /tmp/run
 
-The same as `hf-facerec train`; see `hf_facerec/training/train_cli.py` for the arguments.
+The same as `hf-facerec train`; see `hf_facerec/training/build.py` for the arguments.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 try:
-    from hf_facerec.training import train_cli
+    import hf_facerec  # noqa: F401
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hf_facerec.training import train_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    train_cli.add_arguments(parser)
-    return train_cli.run(parser.parse_args(argv))
+    from hf_facerec.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from hf_facerec.data.protocols import (
     select_folds,
     split_identities_by_folds,
 )
-from hf_facerec.training import train_cli
+from hf_facerec.training import build
 from hf_facerec.training.callbacks import evaluate_pair_sets
 
 PRETRAINED_MODES = ("linear_probe", "lora", "full")
@@ -185,10 +185,10 @@ def _run_scratch(args, train_dir: Path, split: dict, pairs) -> dict:
     """configs/experiments/lfw_folds_scratch.yaml with `hf-facerec train`'s parser, model and dataset builders."""
     argv = ["--config", str(REPO / "configs/experiments/lfw_folds_scratch.yaml"), "--train_dir", str(train_dir),
             "--output_dir", str(args.out / "runs" / "scratch"), *args.scratch_flags]
-    model_args, data_args, training_args = train_cli.parse_train_arguments(argv)
+    model_args, data_args, training_args = build.parse_train_arguments(argv)
     set_seed(training_args.seed)
-    dataset = train_cli.load_train_dataset(data_args, model_args.image_size, training_args.seed)
-    model = train_cli.build_model(model_args, dataset.features["label"].num_classes, training_args.finetune_mode)
+    dataset = build.load_train_dataset(data_args, model_args.image_size, training_args.seed)
+    model = build.build_model(model_args, dataset.features["label"].num_classes, training_args.finetune_mode)
     height, width = model.config.face_size
     processor = hf_facerec.FaceRecImageProcessor(size={"height": height, "width": width})
     final, final_processor, steps, seconds, extra = _fit(model, processor, dataset, data_args, training_args,
@@ -200,9 +200,9 @@ def _run_scratch(args, train_dir: Path, split: dict, pairs) -> dict:
 def _run_pretrained(args, mode: str, train_dir: Path, split: dict, pairs, state: dict) -> dict:
     argv = ["--config", str(REPO / "configs/experiments/lfw_folds_mobilefacenet.yaml"), "--train_dir", str(train_dir),
             "--finetune_mode", mode, "--output_dir", str(args.out / "runs" / mode), *MODE_FLAGS[mode]]
-    model_args, data_args, training_args = train_cli.parse_train_arguments(argv)
+    model_args, data_args, training_args = build.parse_train_arguments(argv)
     set_seed(training_args.seed)
-    dataset = train_cli.load_train_dataset(data_args, 112, training_args.seed)
+    dataset = build.load_train_dataset(data_args, 112, training_args.seed)
     if "centers" not in state:  # computed once, shared by the pretrained runs
         base = _pretrained_model(args.checkpoint, model_args, split["train_identities"], None)
         start = time.perf_counter()

@@ -14,6 +14,7 @@ Conventions:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -100,6 +101,14 @@ def get_template(template: TemplateLike = "arcface", output_size: SizeLike = Non
     if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] < 2 or not np.all(np.isfinite(points)):
         raise ValueError(f"a template array must be finite with shape (N >= 2, 2), got shape {points.shape}")
     return points
+
+
+def face_template(face_size) -> tuple[str, tuple[int, int]]:
+    """The template for a model input ``face_size`` (height, width): ``("96x112", (w, h))`` for the
+    96:112 SphereFace/MobileFaceNet aspect, else ``("arcface", (w, h))``; the one rule every caller
+    that aligns for a model uses (benchmarks, pipeline, Space, calibration)."""
+    height, width = (int(v) for v in face_size)
+    return ("96x112" if width * 112 == height * 96 else "arcface"), (width, height)
 
 
 def template_size(template: TemplateLike, output_size: SizeLike = None) -> tuple[int, int]:
@@ -327,6 +336,26 @@ class FaceAligner:
             raise ValueError(f"FaceAligner needs a 5-point template, got shape {self.template_points.shape}")
         self.detector = build_detector(detector, **(detector_kwargs or {})) if isinstance(detector, str) else detector
         self.policy, self.min_score, self.border = policy, float(min_score), border
+
+    @classmethod
+    def for_face_size(
+        cls,
+        face_size,
+        detector: FaceDetector | str = "yunet",
+        detector_model: str | os.PathLike | None = None,
+        policy: Policy = "largest",
+        min_score: float = 0.5,
+        **kwargs,
+    ) -> "FaceAligner":
+        """The aligner for a model whose input is ``face_size`` (height, width): the template of
+        :func:`face_template`, at that size. ``detector_model`` is the YuNet ONNX file or the dlib
+        predictor when ``detector`` is a name (default: the detector's own default)."""
+        template, size = face_template(face_size)
+        detector_kwargs = dict(kwargs.pop("detector_kwargs", None) or {})
+        if isinstance(detector, str) and detector_model is not None:
+            detector_kwargs["model_path" if detector == "yunet" else "predictor_path"] = detector_model
+        return cls(detector, template=template, output_size=size, policy=policy, min_score=min_score,
+                   detector_kwargs=detector_kwargs, **kwargs)
 
     def __repr__(self) -> str:
         return (

@@ -1,5 +1,8 @@
 """Verification pair sets as ``datasets.Dataset``: InsightFace ``.bin``, LFW ``pairs.txt``, CSV, RFW.
 
+:func:`load_pair_file` reads any of them by its format; :func:`pair_image_sources` lists a pair set's
+distinct images. Every caller (training callbacks, calibration, quickstart, benchmarks) uses these two.
+
 Every reader returns the one pair schema, :data:`PAIR_FEATURES`:
 
 ``image1``, ``image2``  ``datasets.Image`` (a file path or encoded bytes; nothing decoded here)
@@ -30,6 +33,12 @@ __all__ = [
     "load_lfw_pairs",
     "load_csv_pairs",
     "load_rfw_pairs",
+    "load_pair_file",
+    "lfw_images_root",
+    "pair_columns",
+    "pair_image_sources",
+    "unique_images",
+    "LFW_IMAGE_DIRS",
     "RFW_RACES",
 ]
 
@@ -334,3 +343,90 @@ def load_csv_pairs(
 
     identities = optional("identity1"), optional("identity2")
     return make_pair_dataset(paths1, paths2, same, folds, optional("group"), *identities)
+
+
+# ---- any pair file by its format; the images of a pair set ----------------------------------------
+
+#: Where the images of an LFW-style ``pairs.txt`` are looked for, next to it (person folders inside).
+LFW_IMAGE_DIRS: tuple[str, ...] = ("images", "lfw", "lfw-deepfunneled", ".")
+
+
+def lfw_images_root(pairs_txt: str | os.PathLike) -> Path:
+    """The image folder of an LFW ``pairs.txt``: the first of :data:`LFW_IMAGE_DIRS` next to it that
+    holds person folders. FileNotFoundError listing the places looked at when none does."""
+    parent = Path(pairs_txt).parent
+    for folder in LFW_IMAGE_DIRS:
+        images = (parent / folder).resolve()
+        if images.is_dir() and any(child.is_dir() for child in images.iterdir()):
+            return images
+    looked = ", ".join(str(parent / folder) for folder in LFW_IMAGE_DIRS)
+    raise FileNotFoundError(f"no image folder for {pairs_txt}: none of {looked} holds <Name>/<Name>_0001.jpg folders")
+
+
+def load_pair_file(path: str | os.PathLike, images: str | os.PathLike | None = None) -> datasets.Dataset:
+    """The one reader of a pair set from disk, by its format: a ``.bin`` (InsightFace), a ``.csv``
+    (:func:`load_csv_pairs`; relative paths against ``images`` or the CSV's folder), an LFW-style
+    ``.txt`` (images under ``images``, else :func:`lfw_images_root`), a folder holding ``pairs.txt``,
+    or a ``Dataset.save_to_disk`` folder.
+
+    Raises:
+        FileNotFoundError: the file (or the LFW image folder) is absent. ValueError: another format.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "state.json").is_file():
+            return datasets.load_from_disk(str(path))
+        path = path / "pairs.txt"
+    suffix = path.suffix.lower()
+    if suffix not in (".bin", ".csv", ".txt"):
+        raise ValueError(f"cannot read pair set {path}: expected a .bin, .csv, pairs.txt or a saved Dataset folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"pair file not found: {path}")
+    if suffix == ".bin":
+        return load_bin_pairs(path)
+    if suffix == ".csv":
+        return load_csv_pairs(path, root=images)
+    return load_lfw_pairs(path, images if images is not None else lfw_images_root(path))
+
+
+def pair_columns(pairs: datasets.Dataset) -> tuple[list, list]:
+    """The two image columns of a pair set as sources (encoded bytes when present, else paths), never
+    decoded: what :class:`~hf_facerec.FaceEmbedder` and :func:`unique_images` take."""
+    for column in ("image1", "image2"):
+        if not isinstance(pairs.features.get(column), datasets.Image):
+            raise ValueError(f"column {column!r} must be a datasets.Image, got {pairs.features.get(column)!r}")
+    undecoded = datasets.Image(decode=False)
+    raw = pairs.cast_column("image1", undecoded).cast_column("image2", undecoded)
+    pick = lambda cell: cell["bytes"] if cell["bytes"] is not None else cell["path"]  # noqa: E731
+    return [pick(cell) for cell in raw["image1"]], [pick(cell) for cell in raw["image2"]]
+
+
+def unique_images(images1: Sequence, images2: Sequence) -> tuple[list, np.ndarray, np.ndarray]:
+    """Deduplicate the images of P pairs (a pair set reuses images: LFW's 12,000 slots hold 7,701).
+
+    Args:
+        images1, images2: P sources each: paths (one image per absolute path) or encoded bytes (one per
+            content), or any other hashable source.
+    Returns:
+        ``(sources (M,), index1 (P,), index2 (P,))``: pair i is ``sources[index1[i]]`` vs
+        ``sources[index2[i]]``; sources in first-seen order.
+    """
+    if len(images1) != len(images2):
+        raise ValueError(f"images1 has {len(images1)} entries but images2 has {len(images2)}")
+    position: dict = {}
+    sources, index = [], np.empty(2 * len(images1), dtype=np.int64)
+    for i, source in enumerate([*images1, *images2]):
+        identity = os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else source
+        if isinstance(identity, (bytearray, memoryview)):
+            identity = bytes(identity)
+        if identity not in position:
+            position[identity] = len(sources)
+            sources.append(source)
+        index[i] = position[identity]
+    return sources, index[: len(images1)], index[len(images1) :]
+
+
+def pair_image_sources(pairs: datasets.Dataset) -> tuple[list, np.ndarray, np.ndarray]:
+    """The distinct image sources of a pair set and, per pair, the index of each of its images: the one
+    lister (:func:`pair_columns` then :func:`unique_images`) every evaluation path uses."""
+    return unique_images(*pair_columns(pairs))

@@ -1,5 +1,7 @@
 """Evaluation: the numpy metric core (verification, identification, bias) and plots.
 
+The torch side (embedding benchmarks, the cache, the reports) is :mod:`hf_facerec.benchmarks`.
+
 Conventions (details in :mod:`~hf_facerec.evaluation.verification`): higher score = more similar,
 "same" iff score >= threshold, label 1 = genuine/mated. The core imports only numpy;
 matplotlib is imported only when a plot is drawn.
@@ -17,6 +19,13 @@ from .bias import (
     max_min_ratio,
     per_group_verification,
 )
+from .bias_groups import (
+    MIXED_GROUP,
+    grouped_bias_report,
+    groups_with_both_classes,
+    identity_pair_groups,
+    impostor_fmr_report,
+)
 from .identification import (
     DEFAULT_FPIRS,
     cmc_curve,
@@ -33,6 +42,7 @@ from .verification import (
     best_threshold_accuracy,
     det_curve,
     equal_error_rate,
+    impostor_threshold,
     kfold_accuracy,
     roc_auc,
     roc_curve,
@@ -44,6 +54,12 @@ from .verification import (
 __all__ = [
     "DEFAULT_FARS",
     "DEFAULT_FPIRS",
+    "MIXED_GROUP",
+    "grouped_bias_report",
+    "groups_with_both_classes",
+    "identity_pair_groups",
+    "impostor_fmr_report",
+    "impostor_threshold",
     "best_threshold_accuracy",
     "bias_report",
     "cmc_curve",

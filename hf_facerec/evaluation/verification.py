@@ -40,6 +40,7 @@ __all__ = [
     "cosine_similarity",
     "det_curve",
     "equal_error_rate",
+    "impostor_threshold",
     "kfold_accuracy",
     "pair_scores",
     "roc_auc",
@@ -260,6 +261,17 @@ def threshold_at_far(scores, labels, far, unreachable: str = "raise"):
         )
     thresholds = np.where(reachable, thresholds, np.nan)
     return float(thresholds[0]) if np.ndim(far) == 0 else thresholds
+
+
+def impostor_threshold(scores, far: float) -> float:
+    """The threshold reaching FAR <= ``far`` on impostor scores alone (N,): the package's one
+    threshold-at-FAR routine with an empty genuine side. ValueError if ``far < 1 / N``."""
+    scores = _as_scores(scores)
+    far = float(_as_rates(far, "far")[0])
+    threshold, _, reachable = _threshold_at_far_sorted(np.empty(0), np.sort(scores), np.array([far]))
+    if not reachable[0]:
+        raise ValueError(f"FAR {far} is below 1/#impostors = 1/{scores.size}: not measurable on this data")
+    return float(threshold[0])
 
 
 def _tar_at_far(s: _SortedScores, fars: np.ndarray) -> dict[float, float]:

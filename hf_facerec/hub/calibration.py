@@ -143,12 +143,12 @@ def calibrate_pairs(
     Args:
         images1, images2: (P,) image sources (paths or encoded bytes; each distinct image is embedded once). labels: (P,) 1 = same person.
     """
-    from ..evaluation.embedding_cache import unique_pair_images
+    from ..data.pairs import unique_images
     from ..evaluation.scoring import pair_scores
 
     if len(images1) == 0:
         raise ValueError("no pairs to calibrate on")
-    sources, index1, index2, _ = unique_pair_images(images1, images2)
+    sources, index1, index2 = unique_images(images1, images2)
     embeddings = embedder(sources)
     scores = pair_scores(embeddings, index1, index2)
     return calibrate_thresholds(scores, labels, pair_set, fars, flip=getattr(embedder, "flip", "none"))

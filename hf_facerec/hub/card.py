@@ -182,7 +182,7 @@ def _plots(model_dir: Path, summary: dict) -> list[str]:
 def build_model_card(model_dir: str | Path, summary: dict, repo_id: str | None = None) -> ModelCard:
     """A card for the saved model in `model_dir` (``config.json`` [+ ``preprocessor_config.json``]) from a results
     `summary` (see the module docstring); `repo_id` names it in the usage snippets (default: the folder)."""
-    from ..evaluation.runner import face_template
+    from ..data.align import face_template
 
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())

@@ -161,16 +161,7 @@ class OnnxFaceEmbedder(FaceEmbedder):
             processor = None
         return cls(onnx_path, image_processor=processor, **kwargs)
 
-    def _embed_batch(self, images) -> torch.Tensor:
-        batch = self.image_processor(images=[self._load(image) for image in images], return_tensors="np")
-        pixel_values = np.asarray(batch["pixel_values"], dtype=np.float32)
-        n = pixel_values.shape[0]
-        if self.flip != "none":  # one session call for both views
-            pixel_values = np.concatenate([pixel_values, np.ascontiguousarray(pixel_values[..., ::-1])])
-        out = self.session.run(["features"], {self.input_name: pixel_values})[0]
-        if self.flip == "sum":
-            out = out[:n] + out[n:]
-        elif self.flip == "concat":
-            out = np.concatenate([out[:n], out[n:]], axis=1)
-        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+    def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The onnxruntime session in place of the torch model; FaceEmbedder does the rest (flip TTA included)."""
+        batch = np.ascontiguousarray(pixel_values.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(["features"], {self.input_name: batch})[0])

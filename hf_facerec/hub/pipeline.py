@@ -20,7 +20,6 @@ image.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -59,8 +58,10 @@ class _FacePipelineMixin:
                 raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
             self._align = align
         if flip is not None:
-            if flip not in ("none", "sum", "concat"):
-                raise ValueError(f"flip must be 'none', 'sum' or 'concat', got {flip!r}")
+            from ..embedding import FLIP_MODES
+
+            if flip not in FLIP_MODES:
+                raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
             self._flip = flip
         if detector is not None:
             self._aligner = self._build_aligner(detector, detector_model, policy or "largest",
@@ -70,16 +71,10 @@ class _FacePipelineMixin:
 
     def _build_aligner(self, detector, detector_model, policy, min_score):
         from ..data.align import FaceAligner
-        from ..evaluation.runner import face_template
 
         if isinstance(detector, FaceAligner):
             return detector
-        template, size = face_template(self._face_size)
-        kwargs = {}
-        if isinstance(detector, str) and detector_model is not None:
-            kwargs = {"model_path" if detector == "yunet" else "predictor_path": detector_model}
-        return FaceAligner(detector, template=template, output_size=size, policy=policy, min_score=min_score,
-                           detector_kwargs=kwargs)
+        return FaceAligner.for_face_size(self._face_size, detector, detector_model, policy=policy, min_score=min_score)
 
     def _face(self, image) -> tuple[object, dict]:
         """(crop ready for the processor, info) for one input image (path, URL-less source, PIL, array)."""
@@ -103,12 +98,11 @@ class _FacePipelineMixin:
         return batch.to(device=self.device, dtype=self.dtype if self.dtype.is_floating_point else torch.float32)
 
     def _embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, D) unit embeddings (D doubles with flip "concat"), as FaceEmbedder computes them."""
-        features = self.model(pixel_values=pixel_values).features
-        if self._flip != "none":
-            flipped = self.model(pixel_values=pixel_values.flip(-1)).features
-            features = features + flipped if self._flip == "sum" else torch.cat([features, flipped], dim=-1)
-        return F.normalize(features.float(), dim=-1)
+        """(B, C, H, W) -> (B, D) unit embeddings (D doubles with flip "concat"): FaceEmbedder's flip TTA."""
+        from ..embedding import FaceEmbedder
+
+        embedder = FaceEmbedder(self.model, self.image_processor, flip=self._flip, device=self.device)
+        return embedder.embed_pixel_values(pixel_values)
 
 
 class FaceVerificationPipeline(_FacePipelineMixin, Pipeline):

@@ -8,7 +8,8 @@ checkpoints whose backbone is IResNet or MobileFaceNet too.
 from .configuration_facerec import FaceRecConfig
 from .configuration_iresnet import IResNetConfig
 from .configuration_mobilefacenet import MobileFaceNetConfig
-from .heads import MARGIN_PENALTIES, ClassCenterHead, MarginPenalty, build_margin_head
+from .heads import ClassCenterHead, build_margin_head
+from .margins import MARGIN_PENALTIES, MarginPenalty, build_margin_penalty
 from .image_processing_facerec import FaceRecImageProcessor
 from .modeling_facerec import (
     FaceRecForMarginClassification,
@@ -36,4 +37,5 @@ __all__ = [
     "MarginPenalty",
     "ClassCenterHead",
     "build_margin_head",
+    "build_margin_penalty",
 ]

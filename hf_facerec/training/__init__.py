@@ -1,5 +1,5 @@
 """Training: `FaceRecTrainingArguments` + `FaceRecTrainer` (full, LoRA/DoRA/LoHa, linear probe, scratch) on the
-transformers Trainer and Accelerate; PEFT helpers in `hf_facerec.training.peft`; the command line in `train_cli`.
+transformers Trainer and Accelerate; PEFT helpers in `hf_facerec.training.peft`; what the command line builds in `hf_facerec.training.build`.
 
 Names are imported lazily: `import hf_facerec.training.distributed` (or any sibling) does not pull in the Trainer.
 """

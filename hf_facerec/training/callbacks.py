@@ -23,6 +23,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 import datasets
 
+from ..data.pairs import load_pair_file, pair_image_sources
 from ..embedding import FLIP_MODES, FaceEmbedder
 from ..evaluation import pair_scores, verification_report
 from ..evaluation._checks import _rate_key  # the metric core's key for a rate ("1e-03"): one naming rule
@@ -35,27 +36,6 @@ DEFAULT_VERIFICATION_FARS: tuple[float, ...] = (1e-3, 1e-2)
 
 
 # ---- pair sets ----------------------------------------------------------------------------------------------
-
-
-def _load_pair_set(path: str | os.PathLike) -> datasets.Dataset:
-    """One pair set from disk: a ``.bin``, a ``.csv``, an LFW-style ``pairs.txt`` (images in ``images/`` next to
-    it, else next to it), a folder holding ``pairs.txt`` (and ``images/``), or a ``Dataset.save_to_disk`` folder."""
-    from ..data.pairs import load_bin_pairs, load_csv_pairs, load_lfw_pairs
-
-    path = Path(path)
-    if path.is_dir():
-        if (path / "state.json").is_file():
-            return datasets.load_from_disk(str(path))
-        path = path / "pairs.txt"
-    suffix = path.suffix.lower()
-    if suffix == ".bin":
-        return load_bin_pairs(path)
-    if suffix == ".csv":
-        return load_csv_pairs(path)
-    if suffix == ".txt":
-        images = path.parent / "images"
-        return load_lfw_pairs(path, images if images.is_dir() else path.parent)
-    raise ValueError(f"cannot read pair set {path}: expected a .bin, .csv, pairs.txt or a saved Dataset folder")
 
 
 def _pair_set_name(path: str | os.PathLike) -> str:
@@ -91,7 +71,7 @@ def load_pair_sets(pair_sets) -> dict[str, datasets.Dataset]:
             raise ValueError(f"pair set names must be non-empty strings without spaces, got {name!r}")
         if name in loaded:
             raise ValueError(f"pair set name {name!r} is used twice")
-        loaded[name] = value if isinstance(value, datasets.Dataset) else _load_pair_set(value)
+        loaded[name] = value if isinstance(value, datasets.Dataset) else load_pair_file(value)
         missing = {"image1", "image2", "is_same"} - set(loaded[name].column_names)
         if missing:
             raise ValueError(f"pair set {name!r} lacks column(s) {sorted(missing)}")
@@ -109,28 +89,6 @@ def _embedding_model(model):
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     return getattr(model, "facerec", model)
-
-
-def _image_sources(dataset: datasets.Dataset) -> tuple[list, np.ndarray, np.ndarray]:
-    """Distinct image sources (path or encoded bytes) of a pair set and, per pair, the index of each image."""
-    for column in ("image1", "image2"):
-        if not isinstance(dataset.features.get(column), datasets.Image):
-            raise ValueError(f"column {column!r} must be a datasets.Image, got {dataset.features.get(column)!r}")
-    undecoded = datasets.Image(decode=False)
-    raw = dataset.cast_column("image1", undecoded).cast_column("image2", undecoded)
-    positions: dict[Any, int] = {}
-    sources: list = []
-
-    def index_of(value: dict) -> int:
-        source = value["bytes"] if value["bytes"] is not None else value["path"]
-        if source not in positions:  # a pair set reuses images (LFW: 12,000 slots, 7,701 images)
-            positions[source] = len(sources)
-            sources.append(source)
-        return positions[source]
-
-    first = np.array([index_of(value) for value in raw["image1"]], dtype=np.int64)
-    second = np.array([index_of(value) for value in raw["image2"]], dtype=np.int64)
-    return sources, first, second
 
 
 def pair_set_metric_names(name: str, fars: Sequence[float] = DEFAULT_VERIFICATION_FARS,
@@ -174,7 +132,7 @@ def evaluate_pair_sets(model, pair_sets, image_processor: BaseImageProcessor | N
     metrics: dict[str, float] = {}
     try:
         for name, dataset in sets.items():
-            sources, first, second = _image_sources(dataset)
+            sources, first, second = pair_image_sources(dataset)
             embeddings = embedder(sources, progress=False)
             scores = pair_scores(embeddings, first, second)
             folds = np.asarray(dataset["fold"]) if "fold" in dataset.column_names else None

@@ -12,22 +12,10 @@ Writes OUTPUT/results.json, OUTPUT/results.md and OUTPUT/accuracy_vs_identities.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ..training.arguments import FINETUNE_MODES
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config (YAML/JSON) shared by every cell")
-    parser.add_argument("--identity-counts", required=True, help="comma-separated counts, 'all' for every identity")
-    parser.add_argument("--modes", default="lora,full,scratch", help="comma-separated finetune modes")
-    parser.add_argument("--pairs", nargs="+", required=True, help="pair sets: name=path (.bin, pairs.txt, .csv)")
-    parser.add_argument("--output", required=True, help="grid folder")
-    parser.add_argument("--flip", default="sum", choices=["none", "sum", "concat"], help="flip TTA at evaluation")
-    parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                        help="extra `hf-facerec train` flags for every cell (must come last)")
+from .arguments import FINETUNE_MODES
 
 
 def _counts(spec: str) -> list[int | None]:
@@ -52,15 +40,13 @@ def _modes(spec: str) -> list[str]:
 
 
 def train_cell(config: str, count: int | None, mode: str, cell_dir: Path, extra: list[str]) -> None:
-    """Train one grid cell with `hf-facerec train` (same config, K identities, one mode)."""
-    from . import train_cli
+    """Train one grid cell as `hf-facerec train` would (same config, K identities, one mode)."""
+    from .build import parse_train_arguments, train
 
-    parser = argparse.ArgumentParser()
-    train_cli.add_arguments(parser)
     argv = ["--config", config, "--finetune_mode", mode, "--output_dir", str(cell_dir), *extra]
     if count is not None:
         argv += ["--max_identities", str(count)]
-    train_cli.run(parser.parse_args(argv))
+    train(*parse_train_arguments(argv))
 
 
 def evaluate_cell(cell_dir: Path, pairs: list[str], flip: str) -> dict[str, float]:
@@ -102,9 +88,19 @@ def _plot(rows: list[dict], pair_name: str, path: Path) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> int:
-    counts, modes = _counts(args.identity_counts), _modes(args.modes)
-    output = Path(args.output)
+def run_grid(config: str, identity_counts: str, modes: str, pairs: list[str], output: str | Path,
+             flip: str = "sum", train_args: list[str] | None = None) -> list[dict]:
+    """Train and evaluate every cell (skipping finished ones); write results.json/.md and the plot.
+
+    Args:
+        config: the training config shared by every cell. identity_counts: ``"1000,5000,all"``.
+        modes: ``"lora,full,scratch"``. pairs: ``["name=path", ...]`` pair sets. output: the grid folder.
+        flip: flip TTA at evaluation. train_args: extra `hf-facerec train` flags for every cell.
+    Returns:
+        One row per cell: ``{"identities", "requested", "mode", "metrics"}``.
+    """
+    counts, modes = _counts(identity_counts), _modes(modes)
+    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     rows = []
     for count in counts:
@@ -112,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
             cell_dir = output / f"{count or 'all'}_{mode}"
             result_path = cell_dir / "result.json"
             if not result_path.exists():
-                train_cell(args.config, count, mode, cell_dir, args.train_args)
+                train_cell(config, count, mode, cell_dir, list(train_args or []))
                 num_identities = json.loads((cell_dir / "config.json").read_text())["num_identities"]
-                metrics = evaluate_cell(cell_dir, args.pairs, args.flip)
+                metrics = evaluate_cell(cell_dir, pairs, flip)
                 result_path.write_text(json.dumps(
                     {"identities": num_identities, "requested": count, "mode": mode, "metrics": metrics}, indent=2))
             rows.append(json.loads(result_path.read_text()))
@@ -124,4 +120,4 @@ def run(args: argparse.Namespace) -> int:
     (output / "results.md").write_text(_markdown(rows, pair_names))
     _plot(rows, pair_names[0], output / "accuracy_vs_identities.png")
     print((output / "results.md").read_text())
-    return 0
+    return rows

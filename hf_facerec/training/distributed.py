@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..models.heads import ClassCenterHead, MarginHeadOutput
+from ..models.margins import MarginPenalty, check_int
 
 __all__ = [
     "ShardedClassCenterHead",
@@ -57,12 +58,6 @@ __all__ = [
 
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
-
-
 def class_shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int, int]:
     """``(class_offset, num_local_classes)`` of ``rank``'s shard of ``num_classes`` centers.
 
@@ -70,11 +65,11 @@ def class_shard_range(num_classes: int, rank: int, world_size: int) -> tuple[int
     concatenating them in rank order gives ``[0, num_classes)``.  Example: 10 classes on 3 ranks -> (0, 4),
     (4, 3), (7, 3).
     """
-    _check_int(world_size, "world_size", 1)
-    _check_int(rank, "rank", 0)
+    check_int(world_size, "world_size", 1)
+    check_int(rank, "rank", 0)
     if rank >= world_size:
         raise ValueError(f"rank must be < world_size={world_size}, got {rank}")
-    if _check_int(num_classes, "num_classes", 1) < world_size:
+    if check_int(num_classes, "num_classes", 1) < world_size:
         raise ValueError(f"cannot shard {num_classes} classes over {world_size} ranks: every rank needs one")
     base, extra = divmod(num_classes, world_size)
     return rank * base + min(rank, extra), base + int(rank < extra)
@@ -162,6 +157,10 @@ class ShardedClassCenterHead(ClassCenterHead):
 
     def __init__(self, embedding_size: int, num_classes: int, margin, sample_rate: float = 1.0, *, rank: int,
                  world_size: int, group=None, feature_grad_scale: float | None = None):
+        if isinstance(margin, MarginPenalty) and type(margin).forward is not MarginPenalty.forward:
+            raise ValueError(f"{type(margin).__name__} overrides forward(), which the sharded head never calls (it "
+                             "calls apply() with the global positive cosines): override apply() or the _target_logit "
+                             "/ _other_logits hooks instead")
         offset, num_local = class_shard_range(num_classes, rank, world_size)
         super().__init__(embedding_size, num_classes, margin, sample_rate, offset, num_local)
         self.rank, self.world_size, self.group = rank, world_size, group
@@ -197,19 +196,13 @@ class ShardedClassCenterHead(ClassCenterHead):
     def _margin_logits(self, cosine: torch.Tensor, local: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
         """Scaled margin logits ``(B, C_r')`` from cosines ``(B, C_r')`` float32 and local labels ``(B,)``.
 
-        The margin's own ``forward`` only sees rows whose positive is local; here its hooks get every row's
-        positive cosine (summed from the owning rank), so batch statistics and hard negatives are global.
+        The margin's :meth:`~hf_facerec.models.margins.MarginPenalty.apply` gets every row's positive
+        cosine (summed from the owning rank), so batch statistics and hard negatives are global.
         """
         valid = local >= 0
-        index = local.clamp(min=0).unsqueeze(1)
-        own = cosine.gather(1, index).squeeze(1)
+        own = cosine.gather(1, local.clamp(min=0).unsqueeze(1)).squeeze(1)
         everywhere = self._all_reduce(torch.where(valid, own.detach(), 0.0))
-        target = torch.where(valid, own, everywhere)  # gradients flow through the owner's copy only
-        every_row = torch.ones_like(valid)
-        penalised = self.margin._target_logit(target, every_row, norms)
-        others = self.margin._other_logits(cosine, penalised, every_row)
-        new_target = torch.where(valid, penalised, others.gather(1, index).squeeze(1))
-        return others.scatter(1, index, new_target.unsqueeze(1)) * self.margin.scale
+        return self.margin.apply(cosine, local, norms, positive_cosine=everywhere)
 
     def local_logits(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Margin logits of the *gathered* ``features`` ``(B, D)`` / ``labels`` ``(B,)`` against this shard.

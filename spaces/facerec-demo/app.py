@@ -1,7 +1,7 @@
 """hf_facerec demo Space: Verify, Identify, Bias dashboard, Model. A thin gradio Blocks layout.
 
-The work is done by ``hf_facerec.space`` (faces, verification, galleries, operating points) and the two sibling
-modules ``space_uploads`` (gallery zips) and ``space_dashboard`` (bias charts and tables). Handlers run with
+The work is done by ``hf_facerec.demo`` (faces, verification, galleries, operating points), with
+``hf_facerec.demo.uploads`` (gallery zips) and ``hf_facerec.demo.dashboard`` (bias charts and tables). Handlers run with
 ``preprocess=False``: they get gradio's raw upload records, so a non-image or oversized upload reaches our own
 checks (a friendly message) instead of failing inside gradio, and each temporary upload file is deleted as soon as
 it has been read.
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper modules, wherever app.py is run from
 
 import gradio as gr
-import space_dashboard as dash
-from space_uploads import delete_uploads, gallery_items, keep_uploads, read_upload
 
-from hf_facerec.space import FaceRecDemo, SpaceInputError, load_demo
+from hf_facerec.demo import FaceRecDemo, SpaceInputError, load_demo
+from hf_facerec.demo import dashboard as dash
+from hf_facerec.demo.uploads import delete_uploads, gallery_items, keep_uploads, read_upload
 
 #: Upload limit per file, enforced by gradio before our code runs.
 MAX_FILE_SIZE = "20mb"
@@ -64,7 +61,7 @@ TABS = ("Verify", "Identify", "Bias dashboard", "Model")
 
 
 def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: str = "Verify") -> gr.Blocks:
-    """The four-tab Blocks app around a :class:`~hf_facerec.space.FaceRecDemo`.
+    """The four-tab Blocks app around a :class:`~hf_facerec.demo.FaceRecDemo`.
 
     ``examples``: two photo paths pre-filled in the Verify tab with their verification computed at build time (a
     finished result on the first screen; the smoke test's browser check uses it). ``tab``: the tab shown first.
@@ -109,7 +106,7 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
 
     @_friendly(6, keep=True)
     def run_bias(n_pairs, far):
-        from hf_facerec.space import evaluate_synthetic
+        from hf_facerec.demo import evaluate_synthetic
 
         try:
             summary = evaluate_synthetic(demo.embedder, n_pairs=int(n_pairs), far=float(far))

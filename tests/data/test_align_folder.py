@@ -116,7 +116,7 @@ def test_dlib_backend_offline_counts_bad_files_and_duplicates(tmp_path):
 
 def test_argument_errors(tmp_path, capsys):
     assert main(["align", str(tmp_path / "nowhere"), str(tmp_path / "dst"), "--detector", "dlib"]) == 2
-    assert "source folder not found" in capsys.readouterr().out
+    assert "source folder not found" in capsys.readouterr().err
     (tmp_path / "src").mkdir()
     with pytest.raises(ValueError, match="inside the source"):
         align_folder(tmp_path / "src", tmp_path / "src" / "out")

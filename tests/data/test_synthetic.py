@@ -9,7 +9,7 @@ import pytest
 from datasets import Array2D, ClassLabel, Features, Image, Value
 from PIL import Image as PILImage
 
-from hf_facerec.data import synthetic_datasets as sd
+from hf_facerec.data.synthetic import datasets as sd
 from hf_facerec.data.align import ARCFACE_TEMPLATE
 from hf_facerec.data.synthetic import (
     IdentityParams,

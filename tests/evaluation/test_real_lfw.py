@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_facerec.evaluation.runner import evaluate_model
+from hf_facerec.benchmarks.runner import evaluate_model
 
 from ..conftest import SHARED_DATA, SHARED_MODELS
 

@@ -17,24 +17,17 @@ from hf_facerec.cli import main as cli_main
 from hf_facerec.data.align import NoFaceDetectedError, align_face
 from hf_facerec.data.synthetic import make_synthetic_faces, make_synthetic_pairs
 from hf_facerec.evaluation import bias_report
-from hf_facerec.evaluation.benchmarks import (
+from hf_facerec.benchmarks.cache import EmbeddingCache, image_key, model_fingerprint, unique_pair_images
+from hf_facerec.benchmarks.registry import BenchmarkNotFoundError, load_group_file, locate_benchmark
+from hf_facerec.benchmarks.runner import evaluate_model
+from hf_facerec.data.preprocess import FacePreprocess as _Preprocess
+from hf_facerec.data.preprocess import build_preprocess, face_template
+from hf_facerec.data.preprocess import crop_to_aspect as _crop_to_aspect
+from hf_facerec.evaluation.bias_groups import (
     MIXED_GROUP,
-    BenchmarkNotFoundError,
     grouped_bias_report,
     identity_pair_groups,
     impostor_fmr_report,
-    load_group_file,
-    locate_benchmark,
-)
-from hf_facerec.evaluation.runner import (
-    EmbeddingCache,
-    _crop_to_aspect,
-    _Preprocess,
-    evaluate_model,
-    face_template,
-    image_key,
-    model_fingerprint,
-    unique_pair_images,
 )
 
 FACE_SIZE = [56, 48]  # (height, width): not square, so .bin crops go through the aspect crop
@@ -268,13 +261,20 @@ def test_face_template_and_aspect_crop_match_the_96x112_template():
     assert _crop_to_aspect(Image.new("RGB", (50, 100)), (112, 112)).size == (50, 50)
 
 
-def test_preprocess_falls_back_to_the_centre_crop_when_no_face():
+def test_preprocess_tries_aligners_in_turn_then_the_centre_crop():
     def no_face(image):
         raise NoFaceDetectedError("no face detected")
 
-    preprocess = _Preprocess((112, 96), aligner=no_face)
+    found = Image.new("RGB", (96, 112), "red")
+    chain = _Preprocess((112, 96), aligners=[no_face, lambda image: found])
+    assert chain(Image.new("RGB", (250, 250))) is found and chain.no_face == 0
+    preprocess = _Preprocess((112, 96), aligners=[no_face, no_face])
     out = preprocess(Image.new("RGB", (250, 250)))
-    assert out.size == (214, 250) and preprocess.no_face == 1
+    assert out.size == (214, 250) and preprocess.no_face == 1  # 250 * 96 / 112 = 214 columns kept
+    for bad in ("mtcnn", "dlib,dlib", "", "yunet;dlib"):
+        with pytest.raises(ValueError, match="align must be"):
+            build_preprocess((112, 96), bad)
+    assert build_preprocess((112, 96), "none")[1] == {"align": "none", "template": "96x112", "size": [96, 112]}
 
 
 def test_group_file_and_identity_groups(tmp_path):
@@ -335,8 +335,14 @@ def test_grouped_bias_report_matches_bias_report_and_handles_one_class_groups():
     assert other["n_genuine"] == 0 and other["n_impostor"] == mixed.sum()
     assert other["fmr"] == pytest.approx(np.mean(scores[mixed] >= report["threshold"]))
     assert report["n_left_out"] == 1 and report["kind"] == "pairs"
-    only_impostors = grouped_bias_report(scores[~labels], np.zeros(n // 2), groups[~labels], far=0.1)
-    assert only_impostors["kind"] == "impostor_only" and MIXED_GROUP in only_impostors["groups"]
+    impostor_scores, impostor_groups = scores[~labels], groups[~labels]
+    only_impostors = grouped_bias_report(impostor_scores, np.zeros(n // 2), impostor_groups, far=0.1)
+    threshold = only_impostors["threshold"]  # FAR 0.1 over all 200 impostors, mixed ones included
+    assert threshold == np.sort(impostor_scores)[-20]  # the 20th highest: 20 / 200 accepted
+    assert only_impostors["kind"] == "impostor_only" and set(only_impostors["groups"]) == {"F", "M"}
+    is_mixed = impostor_groups == MIXED_GROUP
+    assert only_impostors["other_groups"][MIXED_GROUP]["fmr"] == np.mean(impostor_scores[is_mixed] >= threshold)
+    assert only_impostors["groups"]["F"]["fmr"] == np.mean(impostor_scores[impostor_groups == "F"] >= threshold)
     with pytest.raises(ValueError, match="at least 2 groups"):
         grouped_bias_report(scores, labels, np.where(labels | keep, "F", MIXED_GROUP).astype(object), far=0.05)
     with pytest.raises(ValueError, match="no pair has a group"):
@@ -352,7 +358,11 @@ def test_cli_evaluate(model, data_dir, tmp_path, capsys):
     assert code == 0 and "## Verification" in printed and "calfw: not found" in printed
     assert json.loads((out / "results.json").read_text())["settings"]["flip"] == "none"
     assert (out / "embedding_cache").is_dir() and not (out / "roc.png").exists()
-    with pytest.raises(SystemExit, match="unknown benchmark"):
-        cli_main(["evaluate", "--model", str(tmp_path / "model"), "--benchmarks", "nope", "--data-dir", str(data_dir), "--output", str(out)])
+    with pytest.raises(ValueError, match="align must be"):  # checked before the model is loaded
+        evaluate_model("no/such/model", "lfw", data_dir, out, align="mtcnn")
+    # one error policy: bad input -> exit 2 and one line on stderr, no traceback
+    assert cli_main(["evaluate", "--model", str(tmp_path / "model"), "--benchmarks", "nope", "--data-dir", str(data_dir), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         cli_main(["evaluate", "--model", "m", "--far", "0", "--output", str(out)])

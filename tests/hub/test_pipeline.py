@@ -145,7 +145,8 @@ def test_real_samples_same_people_above_different_people_below_the_stored_thresh
     """Calibrate the converted MobileFaceNet on every pair of the images of LFW View 2 fold 1 (YuNet-aligned,
     flip-concatenated, as the LFW evaluation does), store the thresholds, then verify the sample photos."""
     from hf_facerec.data.pairs import load_lfw_pairs
-    from hf_facerec.evaluation.runner import _pair_sources, build_preprocess
+    from hf_facerec.data.pairs import pair_columns as _pair_sources
+    from hf_facerec.data.preprocess import build_preprocess
     from hf_facerec.hub.calibration import calibrate_embeddings
     from hf_facerec.models import FaceRecModel
 

@@ -1,4 +1,4 @@
-"""Tests for hf_facerec.models.heads: margins against hand-computed values, gradients, Partial FC, shards."""
+"""Tests for hf_facerec.models.margins and .heads: margins against hand-computed values, gradients, Partial FC, shards."""
 
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_facerec.models import heads
-from hf_facerec.models.heads import (
+from hf_facerec.models import heads, margins
+from hf_facerec.models.heads import ClassCenterHead, MarginHeadOutput, build_margin_head
+from hf_facerec.models.margins import (
     MARGIN_PENALTIES,
     AdaFace,
     ArcFace,
-    ClassCenterHead,
     CombinedMargin,
     CosFace,
     CurricularFace,
     ElasticArcFace,
     ElasticCosFace,
-    MarginHeadOutput,
-    build_margin_head,
 )
 
 S = 64.0
@@ -438,11 +436,15 @@ def test_extra_repr_and_get_config():
     assert type(head.margin)(**config).get_config() == config
 
 
-def test_heads_module_imports_only_torch_math_and_stdlib():
-    tree = ast.parse(Path(heads.__file__).read_text())
+@pytest.mark.parametrize("module", [heads, margins])
+def test_heads_module_imports_only_torch_math_and_stdlib(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            assert (Path(module.__file__).parent / f"{node.module}.py").is_file(), node.module
+            continue  # a sibling file: remote code copies it next to the checkpoint
         if isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports in remote code"
+            assert node.level == 0, "only single-dot relative imports in remote code"
             names = [node.module]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]

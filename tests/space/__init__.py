@@ -60,12 +60,9 @@ def synthetic_photo(detector: KnownFacesDetector, faces: list[tuple[int, int, in
 
 
 def load_space_module(name: str):
-    """A module of spaces/facerec-demo: ``app`` (registered as ``facerec_demo_app``: the metric Spaces have app.py
-    files too), ``space_uploads`` or ``space_dashboard`` (by their own names, as app.py imports them)."""
-    if str(SPACE_DIR) not in sys.path:
-        sys.path.insert(0, str(SPACE_DIR))  # app.py imports its siblings by name, as on a Space
+    """spaces/facerec-demo/app.py, registered as ``facerec_demo_app`` (the metric Spaces have app.py files too)."""
     if name != "app":
-        return importlib.import_module(name)
+        raise ValueError(f"the Space folder holds only app.py; {name!r} lives in hf_facerec.demo")
     if "facerec_demo_app" not in sys.modules:
         spec = importlib.util.spec_from_file_location("facerec_demo_app", SPACE_DIR / "app.py")
         module = importlib.util.module_from_spec(spec)

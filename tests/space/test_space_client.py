@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from gradio_client import Client, handle_file
 
-from hf_facerec.space import load_demo
+from hf_facerec.demo import load_demo
 from tests.space import KnownFacesDetector, load_space_module, synthetic_photo
 
 

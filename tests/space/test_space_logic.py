@@ -14,7 +14,7 @@ from PIL import Image
 from hf_facerec import FaceEmbedder
 from hf_facerec.data.align import align_face
 from hf_facerec.evaluation import bias_report, verification_report
-from hf_facerec.space import (
+from hf_facerec.demo import (
     FaceRecDemo,
     OperatingPoint,
     SpaceInputError,
@@ -26,8 +26,8 @@ from hf_facerec.space import (
 )
 from tests.space import KnownFacesDetector, load_space_module, synthetic_photo
 
-uploads = load_space_module("space_uploads")
-dash = load_space_module("space_dashboard")
+from hf_facerec.demo import dashboard as dash  # noqa: E402
+from hf_facerec.demo import uploads  # noqa: E402
 
 POINTS = [OperatingPoint("FAR 0.01", 0.9, 0.01, "test"), OperatingPoint("FAR 0.1", 0.5, 0.1, "test")]
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from hf_facerec.training.train_cli import (
+from hf_facerec.training.build import (
     build_model,
     last_complete_checkpoint,
     load_train_dataset,
@@ -149,7 +149,7 @@ def test_train_command_in_process(tmp_path):
 
     from PIL import Image
 
-    from hf_facerec.training.train_cli import add_arguments, run
+    from hf_facerec.cli.train import add_arguments, run
 
     rng = torch.Generator().manual_seed(0)
     for identity in ("alice", "bob", "carol"):

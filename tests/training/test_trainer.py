@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hf_facerec.models import FaceRecConfig, FaceRecForMarginClassification, FaceRecImageProcessor, FaceRecModel
-from hf_facerec.models.heads import CosFace
+from hf_facerec.models.margins import CosFace
 from hf_facerec.training import callbacks
 from hf_facerec.training.arguments import FaceRecTrainingArguments
 from hf_facerec.training.peft import trainable_parameter_counts

@@ -1,7 +1,7 @@
 """Bias dashboard and Model tab content: results JSON in, bar charts and markdown tables out.
 
 Accepts both results formats of the package: the benchmark runner's ``results.json``
-(``benchmarks.<name>.bias.<grouping>``, see ``hf_facerec.evaluation.runner``) and the quickstart / Space summary
+(``benchmarks.<name>.bias.<grouping>``, see ``hf_facerec.benchmarks.runner``) and the quickstart / Space summary
 (``results.bias``). Bars are drawn by ``hf_facerec.evaluation.plot_group_bars`` (the package's one bar plot) into a
 temporary folder and loaded into memory, so no file outlives the request.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from hf_facerec.evaluation import plot_group_bars
-from hf_facerec.space import SpaceInputError, verification_reports
+from hf_facerec.demo.operating_points import SpaceInputError, verification_reports
 
 MAX_RESULTS_BYTES = 20 * 2**20
 _LEGEND = ("STD: spread of per-group accuracy; SER: worst / best error; FDR: 1 = fair (de Freitas Pereira & Marcel "

@@ -1,5 +1,7 @@
 """The logic of the Gradio Space ``spaces/facerec-demo``: everything but the layout, testable without a browser.
 
+(:mod:`.operating_points` holds the thresholds; :mod:`.uploads` and :mod:`.dashboard` the upload and bias-tab helpers.)
+
 * :func:`load_demo` picks the model: ``$FACEREC_MODEL`` (a Hub id or a folder), else the main job's output
   ``outputs/quickstart/model`` when it exists, else a small UNTRAINED model built from a config (under a second;
   its scores mean nothing and the Space says so). The detector is YuNet when ``$FACEREC_DETECTOR_MODEL`` names an
@@ -17,17 +19,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .data.align import AlignedFace, FaceAligner
-from .data.detectors.base import FaceDetector, build_detector
-from .data.images import InvalidImageError, load_rgb
+from hf_facerec.demo.operating_points import (
+    OperatingPoint,
+    SpaceInputError,
+    operating_points_from_config,
+    operating_points_from_results,
+    verification_reports,
+)
+from hf_facerec.data.align import AlignedFace, FaceAligner
+from hf_facerec.data.detectors.base import FaceDetector, build_detector
+from hf_facerec.data.images import InvalidImageError, load_rgb
 
 MODEL_ENV_VAR = "FACEREC_MODEL"
 DETECTOR_ENV_VAR = "FACEREC_DETECTOR_MODEL"
@@ -45,90 +53,6 @@ __all__ = [
 ]
 
 
-class SpaceInputError(ValueError):
-    """A problem with what the user gave (no face, not an image, empty gallery, ...); the message is for them."""
-
-
-# ---- operating points ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """A decision threshold on cosine similarity ("same" iff score >= threshold) and where it comes from.
-
-    ``far`` is the false accept rate it was set for (None for a threshold not defined by a FAR, e.g. custom).
-    """
-
-    name: str
-    threshold: float
-    far: float | None
-    source: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}: threshold {self.threshold:.3f} ({self.source})"
-
-
-def _far_from_key(key) -> float | None:
-    """``1e-3``, ``"1e-03"``, ``"far_1e-3"``, ``"FAR=0.001"`` -> 0.001; None when no number is in it."""
-    if isinstance(key, (int, float)):
-        return float(key)
-    match = re.search(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?", str(key))
-    return float(match.group()) if match else None
-
-
-def operating_points_from_config(config, source: str | None = None) -> list[OperatingPoint]:
-    """Points from a config's ``verification_thresholds`` (``hf_facerec.hub.calibration`` writes ``{"1e-03": 0.31}``
-    with ``threshold_pair_set``; ``{far: {"threshold": t}}`` and ``[{"far", "threshold"}]`` are read too). Entries
-    without a finite threshold (``None``: FAR not measurable on the pair set) are skipped.
-
-    Args:
-        config: a model config or a mapping. source: where the points say they come from (default: the pair set).
-    """
-    get = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key, None)
-    raw = get("verification_thresholds")
-    if not raw:
-        return []
-    source = source or (f"{get('threshold_pair_set')} pairs, model config" if get("threshold_pair_set") else "model config")
-    items = raw.items() if isinstance(raw, Mapping) else [(e.get("far"), e) for e in raw if isinstance(e, Mapping)]
-    points = []
-    for key, value in items:
-        threshold = value.get("threshold") if isinstance(value, Mapping) else value
-        far = _far_from_key(key)
-        if far is not None and isinstance(threshold, (int, float)) and np.isfinite(threshold):
-            points.append(OperatingPoint(f"FAR {far:g}", float(threshold), far, source))
-    return sorted(points, key=lambda p: p.far)
-
-
-def verification_reports(results: Mapping) -> dict[str, dict]:
-    """``{benchmark: {"verification": ..., "bias": {grouping: report}}}`` from a runner results JSON
-    (``benchmarks``) or a quickstart summary (``results.verification`` / ``results.bias``)."""
-    if isinstance(results.get("benchmarks"), Mapping):
-        return dict(results["benchmarks"])
-    inner = results.get("results", results)
-    if isinstance(inner, Mapping) and isinstance(inner.get("verification"), Mapping):
-        bias = inner.get("bias")
-        name = results.get("benchmark_name", "synthetic")
-        return {name: {"verification": inner["verification"], "bias": {"group": bias} if bias else {}}}
-    return {}
-
-
-def operating_points_from_results(results: Mapping) -> list[OperatingPoint]:
-    """TAR@FAR thresholds of the bias reports (set on all pairs of a benchmark) and each benchmark's EER threshold."""
-    points: dict[str, OperatingPoint] = {}
-    for bench, report in verification_reports(results).items():
-        for bias in (report.get("bias") or {}).values():
-            if isinstance(bias, Mapping) and bias.get("threshold") is not None and bias.get("far") is not None:
-                far = float(bias["far"])
-                points.setdefault(f"FAR {far:g}", OperatingPoint(f"FAR {far:g}", float(bias["threshold"]), far, f"{bench} pairs"))
-        verification = report.get("verification") or {}
-        if verification.get("eer_threshold") is not None and verification.get("eer") is not None:
-            eer = float(verification["eer"])
-            name = f"EER {100 * eer:.2f}% ({bench})"
-            points.setdefault(name, OperatingPoint(name, float(verification["eer_threshold"]), eer, f"{bench} pairs"))
-    return sorted(points.values(), key=lambda p: p.far)
-
-
 # ---- model loading -------------------------------------------------------------------------------
 
 
@@ -138,7 +62,7 @@ def build_untrained_model(seed: int = 0):
     import torch
     from transformers import ViTConfig
 
-    from .models import FaceRecConfig, FaceRecModel
+    from hf_facerec.models import FaceRecConfig, FaceRecModel
 
     backbone = ViTConfig(image_size=112, patch_size=16, hidden_size=96, num_hidden_layers=2, num_attention_heads=3,
                          intermediate_size=192)
@@ -181,7 +105,7 @@ def load_demo(
         calibration_pairs: synthetic pairs used to set operating points (and fill the bias and benchmark tables)
             when the model has neither ``verification_thresholds`` nor a results JSON; 0 disables the calibration.
     """
-    from .embedding import FLIP_MODES, FaceEmbedder
+    from hf_facerec.embedding import FLIP_MODES, FaceEmbedder
 
     name = model or os.environ.get(MODEL_ENV_VAR) or (str(DEFAULT_MODEL_DIR) if DEFAULT_MODEL_DIR.is_dir() else None)
     if name is not None:
@@ -215,22 +139,29 @@ def evaluate_synthetic(embedder, n_pairs: int = 300, far: float = 0.1, seed: int
     Returns a quickstart-style summary: ``{"data", "benchmark_name", "results": {"verification", "bias"},
     "verification_thresholds": {far: threshold}}`` with thresholds at every FAR the impostor pairs can resolve.
     """
-    from .data.synthetic import make_synthetic_pairs
-    from .evaluation import bias_report, threshold_at_far, verification_report
-    from .evaluation.runner import build_preprocess
+    from hf_facerec.data.pairs import pair_image_sources
+    from hf_facerec.data.preprocess import build_preprocess
+    from hf_facerec.data.synthetic import make_synthetic_pairs
+    from hf_facerec.evaluation import (
+        bias_report,
+        groups_with_both_classes,
+        pair_scores,
+        threshold_at_far,
+        verification_report,
+    )
 
     if not 20 <= n_pairs <= 20_000:
         raise SpaceInputError(f"Use between 20 and 20000 synthetic pairs, got {n_pairs}.")
     per_fold = 2 * max(1, n_pairs // 20)
     pairs = make_synthetic_pairs(max(20, n_pairs // 5), pairs_per_fold=per_fold, seed=seed, groups=("A", "B", "C"))
     preprocess, _ = build_preprocess(embedder.model.config.face_size)  # centre crop to the model's aspect
-    embeddings = embedder([preprocess(load_rgb(row)) for row in list(pairs["image1"]) + list(pairs["image2"])], progress=False)
+    sources, first, second = pair_image_sources(pairs)
+    scores = pair_scores(embedder(sources, progress=False, preprocess=preprocess), first, second)
     half = len(pairs)
-    scores = np.sum(embeddings[:half] * embeddings[half:], axis=1)
     labels = np.asarray(pairs["is_same"], dtype=bool)
     folds, groups = np.asarray(pairs["fold"]), np.asarray(pairs["group"], dtype=object)
-    # groups with genuine and impostor pairs ("mixed" cross-group impostors have no FNMR; a tiny set may lack some)
-    paired = [g for g in np.unique(groups) if labels[groups == g].any() and (~labels[groups == g]).any()]
+    # "mixed" cross-group impostors have no FNMR, and a tiny set may lack some classes
+    paired = groups_with_both_classes(labels, groups)
     keep = np.isin(groups, paired)
     n_impostor = int(np.count_nonzero(~labels))
     fars = [f for f in (1e-1, 1e-2, 1e-3) if f * n_impostor >= 1]
@@ -239,7 +170,7 @@ def evaluate_synthetic(embedder, n_pairs: int = 300, far: float = 0.1, seed: int
         "benchmark_name": "synthetic",
         "results": {"verification": verification_report(scores, labels, folds=folds),
                     "bias": bias_report(scores[keep], labels[keep], groups[keep], far=far, folds=folds[keep])
-                    if len(paired) >= 2 else {"skipped": f"groups with genuine and impostor pairs: {paired}"}},
+                    if len(paired) >= 2 else {"skipped": f"groups with genuine and impostor pairs: {paired.tolist()}"}},
         "verification_thresholds": {f"{f:.0e}": threshold_at_far(scores, labels, f) for f in fars},  # "1e-02"
     }
 
@@ -324,11 +255,9 @@ class FaceRecDemo:
     def __init__(self, embedder, detector: FaceDetector, operating_points: Sequence[OperatingPoint], card: str = "",
                  results: dict | None = None, model_source: str = "", min_score: float = 0.5,
                  max_pixels: int = MAX_IMAGE_PIXELS):
-        from .evaluation.runner import face_template
-
-        template, size = face_template(embedder.model.config.face_size)
         self.embedder, self.detector = embedder, detector
-        self.aligner = FaceAligner(detector, template=template, output_size=size, policy="largest", min_score=min_score)
+        self.aligner = FaceAligner.for_face_size(embedder.model.config.face_size, detector, policy="largest",
+                                                 min_score=min_score)
         self.operating_points = list(operating_points)
         self.card, self.results, self.model_source, self.max_pixels = card, results, model_source, max_pixels
 
@@ -395,7 +324,7 @@ class FaceRecDemo:
         Raises:
             SpaceInputError: no item, or no usable face at all.
         """
-        from .evaluation.scoring import template_embeddings
+        from hf_facerec.evaluation.scoring import template_embeddings
 
         if not items:
             raise SpaceInputError("The gallery is empty: upload images named after the person (alice_1.jpg) or a zip with one folder per person.")
@@ -414,7 +343,7 @@ class FaceRecDemo:
 
     def identify(self, probe, gallery: Gallery | None, k: int = 5, pick: int = 0) -> tuple[FoundFaces, list[tuple[str, float]]]:
         """Top-``k`` identities of the probe's chosen face: ``[(name, cosine score)]``, best first."""
-        from .evaluation.identification import top_k
+        from hf_facerec.evaluation.identification import top_k
 
         if gallery is None or not gallery.names:
             raise SpaceInputError("The gallery is empty: build it first (step 1).")

@@ -1,4 +1,4 @@
-"""`hf-facerec train` / `scripts/train.py`: train a face recognizer from a YAML/JSON config and/or flags.
+"""What `hf-facerec train` / `scripts/train.py` build: arguments, model, dataset, resume point, the run.
 
     hf-facerec train --config configs/train/tiny_synthetic.yaml --max_steps 50
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config configs/train/dinov2_small_lora.yaml
@@ -35,7 +35,7 @@ __all__ = [
     "load_train_dataset",
     "last_complete_checkpoint",
     "resolve_resume_checkpoint",
-    "run",
+    "train",
 ]
 
 logger = logging.getLogger(__name__)
@@ -296,8 +296,9 @@ def resolve_resume_checkpoint(output_dir: str | Path, spec: str | None) -> str |
 # ---------------------------------------------------------------------------------------------------------------
 # Run
 # ---------------------------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
-    """Train, then save the merged model, the image processor (and the adapter in lora mode) to output_dir."""
+def train(model_args: "ModelArguments", data_args: "DataArguments", training_args) -> Path:
+    """Train, then save the merged model, the image processor (and the adapter in lora mode) to output_dir;
+    returns the folder of the final model."""
     import transformers
     from transformers import set_seed
 
@@ -306,7 +307,6 @@ def run(args: argparse.Namespace) -> int:
     from .peft import trainable_parameter_counts
     from .trainer import FaceRecTrainer
 
-    model_args, data_args, training_args = parse_train_arguments(args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     # This command's own progress lines on the main process; transformers at the level --log_level asks for.
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
@@ -336,4 +336,4 @@ def run(args: argparse.Namespace) -> int:
         trainer.save_adapter(Path(training_args.output_dir) / "adapter")
     output_dir = trainer.save_final_model(training_args.output_dir)
     logger.info("Final model saved to %s", output_dir)
-    return 0
+    return Path(output_dir)

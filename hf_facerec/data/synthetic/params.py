@@ -7,8 +7,9 @@ face land near the ArcFace 112x112 template, so images look like aligned crops, 
 with the image. Nothing here is derived from a real photo or a real person.
 
 Used by the tests that need face-like data and by the offline quickstart (train a small model on CPU,
-then evaluate verification and bias). The datasets are built in :mod:`hf_facerec.data.synthetic_datasets`
-and re-exported here: ``make_synthetic_faces`` and ``make_synthetic_pairs``.
+then evaluate verification and bias). This module holds the parameters and their sampling;
+:mod:`.render` draws them and :mod:`.datasets` builds ``datasets.Dataset`` objects from them. Import
+everything from :mod:`hf_facerec.data.synthetic`.
 
 Streams are keyed, not sequential: identity ``i`` of seed ``s`` is drawn from
 ``default_rng([s, 0, i])`` and its image ``j`` from ``default_rng([s, 1, i, j])``, so a dataset of 10
@@ -24,19 +25,15 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from hf_facerec.data._synthetic_render import CX as _CX
-from hf_facerec.data._synthetic_render import render as _render
 from hf_facerec.data.align import ARCFACE_TEMPLATE
+
+_CX = 56.0  # the face's vertical axis in the canonical 112 frame
 
 __all__ = [
     "IdentityParams",
     "SyntheticFaceConfig",
     "identity_rng",
     "image_rng",
-    "make_synthetic_faces",
-    "make_synthetic_pairs",
-    "assign_groups",
-    "render_identity_image",
     "sample_identity",
 ]
 
@@ -249,39 +246,3 @@ def sample_identity(
         glasses=tuple(float(c) for c in rng.uniform(0, 120, 3)) if rng.random() < 0.12 else None,
         moles=moles,
     )
-
-
-def render_identity_image(
-    identity_params: IdentityParams,
-    rng: np.random.Generator,
-    image_size: int = 112,
-    config: SyntheticFaceConfig | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render one image of an identity with fresh nuisances drawn from ``rng``.
-
-    Returns ``(image, landmarks)``: image (image_size, image_size, 3) uint8 RGB; landmarks (5, 2)
-    float32 pixel coordinates (x, y) in the image, in ArcFace order (left eye, right eye, nose tip,
-    left mouth corner, right mouth corner), near ``align.ARCFACE_TEMPLATE * image_size / 112``.
-    """
-    if not isinstance(identity_params, IdentityParams):
-        raise ValueError(
-            f"identity_params must be an IdentityParams (see sample_identity), got {type(identity_params).__name__}"
-        )
-    if not isinstance(image_size, (int, np.integer)) or image_size < 32:
-        raise ValueError(f"image_size must be an int >= 32, got {image_size!r}")
-    return _render(identity_params, rng, int(image_size), config or _DEFAULT_CONFIG)
-
-
-_DATASET_NAMES = (
-    "make_synthetic_faces", "make_synthetic_pairs", "assign_groups", "NO_GROUP", "MIXED_GROUP", "DEFAULT_EVAL_OFFSET",
-    "PAIR_FEATURES",
-)
-
-
-def __getattr__(name: str):
-    """Re-export the dataset builders lazily: they import `datasets`, which rendering alone does not need."""
-    if name in _DATASET_NAMES:
-        from hf_facerec.data import synthetic_datasets
-
-        return getattr(synthetic_datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from hf_facerec.space import SpaceInputError
+from hf_facerec.demo.operating_points import SpaceInputError
 
 #: Limits of a gallery zip: members, total uncompressed bytes, and compression ratio of any member.
 MAX_ZIP_MEMBERS = 500

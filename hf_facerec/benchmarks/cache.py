@@ -13,21 +13,14 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
-
 import numpy as np
 import torch
 
-__all__ = ["EmbeddingCache", "LandmarkedImage", "embed_images", "image_key", "model_fingerprint", "unique_pair_images"]
+from hf_facerec.data.preprocess import LandmarkedImage
+
+__all__ = ["EmbeddingCache", "embed_images", "image_key", "model_fingerprint", "unique_pair_images"]
 
 _CACHE_FORMAT = 1  # bump when the cached arrays' meaning changes
-
-
-class LandmarkedImage(NamedTuple):
-    """An image path with its five (x, y) landmarks (5, 2): aligned without running a detector (IJB)."""
-
-    path: str
-    landmarks: np.ndarray
 
 
 # ---- keys and fingerprints ----------------------------------------------------------------------
@@ -45,7 +38,8 @@ def _config_json(obj) -> str:
     """Stable JSON of a config/processor: private and version fields (``_name_or_path`` differs
     between a model object and the same model loaded from disk) are left out."""
     data = obj.to_dict()
-    return json.dumps({k: v for k, v in data.items() if not k.startswith("_") and k != "transformers_version"}, sort_keys=True, default=str)
+    kept = {k: v for k, v in data.items() if not k.startswith("_") and k != "transformers_version"}
+    return json.dumps(kept, sort_keys=True, default=str)
 
 
 def model_fingerprint(model: torch.nn.Module, image_processor=None) -> str:
@@ -81,26 +75,15 @@ def image_key(source) -> str:
 
 
 def unique_pair_images(images1: Sequence, images2: Sequence) -> tuple[list, np.ndarray, np.ndarray, list[str]]:
-    """Deduplicate the images of P pairs.
+    """:func:`hf_facerec.data.pairs.unique_images` of P pairs, with each distinct source's :func:`image_key`.
 
-    Args:
-        images1, images2: P sources each (paths or encoded bytes, see :func:`image_key`).
     Returns:
-        ``(sources (M,), index1 (P,), index2 (P,), keys (M,))``: pair i is
-        ``sources[index1[i]]`` vs ``sources[index2[i]]``; sources in first-seen order.
+        ``(sources (M,), index1 (P,), index2 (P,), keys (M,))``.
     """
-    if len(images1) != len(images2):
-        raise ValueError(f"images1 has {len(images1)} entries but images2 has {len(images2)}")
-    position: dict[str, int] = {}
-    sources, keys, index = [], [], np.empty(2 * len(images1), dtype=np.int64)
-    for i, source in enumerate(list(images1) + list(images2)):
-        key = image_key(source)
-        if key not in position:
-            position[key] = len(sources)
-            sources.append(source)
-            keys.append(key)
-        index[i] = position[key]
-    return sources, index[: len(images1)], index[len(images1) :], keys
+    from hf_facerec.data.pairs import unique_images
+
+    sources, index1, index2 = unique_images(images1, images2)
+    return sources, index1, index2, [image_key(source) for source in sources]
 
 
 class EmbeddingCache:
@@ -124,7 +107,8 @@ class EmbeddingCache:
 
     def save(self, key: str, array: np.ndarray, meta: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for suffix, write in ((".json", lambda p: p.write_text(json.dumps(meta, indent=1))), (".npy", lambda p: np.save(p, array))):
+        writers = {".json": lambda p: p.write_text(json.dumps(meta, indent=1)), ".npy": lambda p: np.save(p, array)}
+        for suffix, write in writers.items():  # the array last: a .npy on disk always has its sidecar
             partial = self._path(f".{key}.{os.getpid()}", suffix)  # atomic: never a half-written file
             write(partial)
             os.replace(partial, self._path(key, suffix))
@@ -153,7 +137,8 @@ def embed_images(
     """
     if len(sources) != len(keys):
         raise ValueError(f"{len(sources)} sources but {len(keys)} keys")
-    document = {"format": _CACHE_FORMAT, "model": fingerprint, "flip": embedder.flip, "preprocess": describe, "images": _digest(*keys)}
+    document = {"format": _CACHE_FORMAT, "model": fingerprint, "flip": embedder.flip, "preprocess": describe,
+                "images": _digest(*keys)}
     key = _digest(json.dumps(document, sort_keys=True))
     if cache is not None:
         hit = cache.load(key, len(sources))
@@ -161,8 +146,7 @@ def embed_images(
             return hit[0], {"cache": "hit", "n_no_face": hit[1].get("n_no_face", 0), "cache_key": key}
     if hasattr(preprocess, "no_face"):
         preprocess.no_face = 0
-    embedder.preprocess = preprocess
-    embeddings = np.asarray(embedder(list(sources), progress=None), dtype=np.float32)
+    embeddings = np.asarray(embedder(list(sources), progress=None, preprocess=preprocess), dtype=np.float32)
     no_face = int(getattr(preprocess, "no_face", 0))
     info = {"cache": "miss" if cache is not None else "off", "n_no_face": no_face, "cache_key": key}
     if cache is not None:

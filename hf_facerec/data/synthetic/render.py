@@ -1,4 +1,4 @@
-"""Rasteriser of :mod:`hf_facerec.data.synthetic`: identity parameters + per-image nuisances -> image.
+"""Rasteriser of the synthetic faces (:mod:`.params`): identity parameters + per-image nuisances -> image.
 
 Every face part is a polygon in the canonical 112x112 frame with a depth (0 = face outline, 1 = nose
 tip). One vectorised point transform applies the pose to all of them at once (yaw/pitch as parallax by
@@ -9,15 +9,13 @@ numpy adds lighting and noise. The landmarks go through the same transform, so t
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-if TYPE_CHECKING:
-    from hf_facerec.data.synthetic import IdentityParams, SyntheticFaceConfig
-
-CX = 56.0  # the face's vertical axis in the canonical 112 frame
+from hf_facerec.data.synthetic.params import _CX as CX
+from hf_facerec.data.synthetic.params import _DEFAULT_CONFIG, IdentityParams, SyntheticFaceConfig
 _POSE_CENTRE = np.array([56.0, 66.0])  # in-plane rotation / scale pivot (between the eyes and the mouth)
 _SS = 2  # supersampling factor
 _YAW_PX, _PITCH_PX = 22.0, 18.0  # parallax (px) of a depth-1 point at yaw / pitch 1
@@ -264,3 +262,24 @@ def _light(img: np.ndarray, rng: np.random.Generator, cfg: SyntheticFaceConfig, 
             noise = rng.standard_normal(img.shape, dtype=np.float32)
         img += noise * np.float32(std)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def render_identity_image(
+    identity_params: IdentityParams,
+    rng: np.random.Generator,
+    image_size: int = 112,
+    config: SyntheticFaceConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render one image of an identity with fresh nuisances drawn from ``rng``.
+
+    Returns ``(image, landmarks)``: image (image_size, image_size, 3) uint8 RGB; landmarks (5, 2)
+    float32 pixel coordinates (x, y) in the image, in ArcFace order (left eye, right eye, nose tip,
+    left mouth corner, right mouth corner), near ``align.ARCFACE_TEMPLATE * image_size / 112``.
+    """
+    if not isinstance(identity_params, IdentityParams):
+        raise ValueError(
+            f"identity_params must be an IdentityParams (see sample_identity), got {type(identity_params).__name__}"
+        )
+    if not isinstance(image_size, (int, np.integer)) or image_size < 32:
+        raise ValueError(f"image_size must be an int >= 32, got {image_size!r}")
+    return render(identity_params, rng, int(image_size), config or _DEFAULT_CONFIG)

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="outputs/quickstart", help="output folder (default: %(default)s)")
     parser.add_argument("--data", default=None, help="identity folder DIR/<identity>/<image> (default: synthetic)")
     parser.add_argument("--pairs", default=None, help="pairs file: LFW pairs.txt, .bin or .csv (needs --data)")
-    parser.add_argument("--pairs-images", default=None, help="image root of an LFW pairs.txt (default: --data)")
+    parser.add_argument("--pairs-images", default=None, help="image root of the pair file (default: --data for an LFW pairs.txt)")
     parser.add_argument("--identities", type=int, default=300, help="synthetic training identities")
     parser.add_argument("--images-per-identity", type=int, default=12, help="synthetic images per identity")
     parser.add_argument("--eval-identities", type=int, default=200, help="synthetic evaluation identities")
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _datasets(args):
     """(train identity dataset, evaluation pair dataset, description of the data)."""
     if args.data is None:
-        from .data.synthetic import make_synthetic_faces, make_synthetic_pairs
+        from hf_facerec.data.synthetic import make_synthetic_faces, make_synthetic_pairs
 
         train = make_synthetic_faces(
             args.identities, args.images_per_identity, seed=args.seed, groups=SYNTHETIC_GROUPS
@@ -66,17 +66,13 @@ def _datasets(args):
         return train, pairs, description
     if args.pairs is None:
         raise ValueError("--data needs --pairs (a pair list to evaluate on)")
-    from .data.folders import load_identity_folder
-    from .data.pairs import load_bin_pairs, load_csv_pairs, load_lfw_pairs
+    from hf_facerec.data.folders import load_identity_folder
+    from hf_facerec.data.pairs import load_pair_file
 
     train = load_identity_folder(args.data, min_images_per_identity=2)
-    suffix = Path(args.pairs).suffix.lower()
-    if suffix == ".bin":
-        pairs = load_bin_pairs(args.pairs)
-    elif suffix == ".csv":
-        pairs = load_csv_pairs(args.pairs)
-    else:
-        pairs = load_lfw_pairs(args.pairs, args.pairs_images or args.data)
+    # An LFW pairs.txt names images of the identity folder itself unless --pairs-images says otherwise.
+    lfw = Path(args.pairs).suffix.lower() == ".txt"
+    pairs = load_pair_file(args.pairs, images=args.pairs_images or (args.data if lfw else None))
     description = f"{train.num_rows} images of {train.features['label'].num_classes} identities from {args.data}; " \
                   f"evaluation on {len(pairs)} pairs of {args.pairs}"
     return train, pairs, description
@@ -85,7 +81,7 @@ def _datasets(args):
 def _build_model(num_identities: int, margin_type: str):
     from transformers import ViTConfig
 
-    from .models import FaceRecConfig, FaceRecForMarginClassification
+    from hf_facerec.models import FaceRecConfig, FaceRecForMarginClassification
 
     config = FaceRecConfig(
         backbone_config=ViTConfig(**_SMALL_VIT),
@@ -102,8 +98,11 @@ def _evaluate_pairs(embedder, pairs, output: Path, far: float) -> dict:
     (impostor-only groups such as "mixed" have no FNMR), and the plots."""
     import numpy as np
 
-    from .evaluation import (
+    from hf_facerec.data.pairs import pair_image_sources
+    from hf_facerec.evaluation import (
         bias_report,
+        groups_with_both_classes,
+        pair_scores,
         plot_det,
         plot_group_bars,
         plot_roc,
@@ -112,13 +111,8 @@ def _evaluate_pairs(embedder, pairs, output: Path, far: float) -> dict:
         verification_report,
     )
 
-    from datasets import Image
-
-    images = pairs.cast_column("image1", Image(decode=False)).cast_column("image2", Image(decode=False))
-    first = [row["bytes"] or row["path"] for row in images["image1"]]
-    second = [row["bytes"] or row["path"] for row in images["image2"]]
-    embeddings = embedder(first + second, progress=True)
-    scores = np.sum(embeddings[: len(first)] * embeddings[len(first) :], axis=1)
+    sources, first, second = pair_image_sources(pairs)
+    scores = pair_scores(embedder(sources, progress=True), first, second)
     labels = np.asarray(pairs["is_same"], dtype=bool)
     folds = np.asarray(pairs["fold"])
     groups = np.asarray(pairs["group"], dtype=object)
@@ -127,7 +121,7 @@ def _evaluate_pairs(embedder, pairs, output: Path, far: float) -> dict:
     plot_roc({"model": (fpr, tpr)}, output / "roc.png")
     plot_det({"model": (fpr, 1.0 - tpr)}, output / "det.png")
     plot_score_histogram(scores, labels, output / "scores.png")
-    paired = [g for g in np.unique(groups) if labels[groups == g].any() and (~labels[groups == g]).any()]
+    paired = groups_with_both_classes(labels, groups)
     keep = np.isin(groups, paired)
     if len(paired) >= 2 and far * np.count_nonzero(~labels[keep]) < 1:
         results["bias"] = {"skipped": f"FAR {far:g} is below 1/#impostor pairs of the grouped pairs; use a larger --far"}
@@ -145,10 +139,10 @@ def _evaluate_pairs(embedder, pairs, output: Path, far: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .data.augment import default_train_augmentation, make_train_transform
-    from .hub.card import write_model_card
-    from .models import FaceRecImageProcessor
-    from .training import FaceRecTrainer, FaceRecTrainingArguments
+    from hf_facerec.data.augment import default_train_augmentation, make_train_transform
+    from hf_facerec.hub.card import write_model_card
+    from hf_facerec.models import FaceRecImageProcessor
+    from hf_facerec.training import FaceRecTrainer, FaceRecTrainingArguments
 
     started = time.perf_counter()
     output = Path(args.output)
@@ -185,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     print(f"[quickstart] trained {args.steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
-    from .embedding import FaceEmbedder
+    from hf_facerec.embedding import FaceEmbedder
 
     embedder = FaceEmbedder.from_pretrained(model_dir, flip="sum")
     results = _evaluate_pairs(embedder, pairs, output, far=args.far)

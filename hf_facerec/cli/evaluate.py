@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .benchmarks import BENCHMARKS
+from hf_facerec.benchmarks.registry import BENCHMARKS
 
 
 def _far(text: str) -> float:
@@ -40,11 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--benchmarks", default="",
         help=f"comma-separated benchmark names: {','.join(BENCHMARKS)} (absent ones are reported as skipped)",
     )
-    parser.add_argument("--data-dir", help="folder holding the benchmarks (see hf_facerec.evaluation.benchmarks)")
+    parser.add_argument("--data-dir", help="folder holding the benchmarks (see hf_facerec.benchmarks.registry)")
     parser.add_argument("--pairs-csv", help="extra pair set: CSV with path1,path2,label[,group,fold,identity1,identity2]")
-    parser.add_argument("--align", choices=("none", "yunet", "dlib"), default="none",
-                        help="detect + align raw photos (not .bin crops; IJB uses its own landmarks)")
-    parser.add_argument("--detector-model", help="YuNet .onnx (default $HF_FACEREC_YUNET) or dlib 68-point predictor")
+    parser.add_argument("--align", choices=("none", "yunet", "dlib", "dlib,yunet"), default="none",
+                        help="detect + align raw photos (not .bin crops; IJB uses its own landmarks); "
+                             "'dlib,yunet' tries dlib's 68-point landmarks first, YuNet where dlib finds no face")
+    parser.add_argument(
+        "--detector-model", help="YuNet .onnx (default $HF_FACEREC_YUNET), or the dlib 68-point predictor with --align dlib"
+    )
     parser.add_argument("--align-policy", choices=("largest", "central", "highest_score"), default="central",
                         help="which face to keep when a photo holds several (benchmark photos centre their subject)")
     parser.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip test-time augmentation")
@@ -61,19 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; print the markdown summary. Returns 0, or 1 when nothing was evaluated."""
-    from .runner import evaluate_model
-    from .runner_outputs import markdown_report
+    from hf_facerec.benchmarks.outputs import markdown_report
+    from hf_facerec.benchmarks.runner import evaluate_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        results = evaluate_model(
-            args.model, args.benchmarks, args.data_dir, args.output, pairs_csv=args.pairs_csv, align=args.align,
-            detector_model=args.detector_model, align_policy=args.align_policy, flip=args.flip,
-            batch_size=args.batch_size, group_file=args.group_file, group_column=args.group_column, far=args.far,
-            cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device, plots=not args.no_plots,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"hf-facerec evaluate: error: {err}") from err
+    results = evaluate_model(
+        args.model, args.benchmarks, args.data_dir, args.output, pairs_csv=args.pairs_csv, align=args.align,
+        detector_model=args.detector_model, align_policy=args.align_policy, flip=args.flip,
+        batch_size=args.batch_size, group_file=args.group_file, group_column=args.group_column, far=args.far,
+        cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device, plots=not args.no_plots,
+    )
     print(markdown_report(results))
     print(f"wrote {len(results['files'])} files to {args.output}")
     return 0 if results["benchmarks"] else 1

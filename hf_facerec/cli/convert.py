@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .convert import folder_to_parquet, recordio_to_parquet
+from hf_facerec.data.convert import folder_to_parquet, recordio_to_parquet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,14 +52,6 @@ def _resolve_source(source: Path, kind: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:  # bad input: a message, not a traceback
-        print(f"hf-facerec convert: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     kind, source = _resolve_source(Path(args.source), args.format)
     common = dict(
         shard_size=args.shard_size,

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", default=None, metavar="DIR", help="write the upload folder to DIR, push nothing")
     calibration = parser.add_argument_group("threshold calibration (stored in config.json and shown in the card)")
     calibration.add_argument("--calibrate-pairs", default=None, help="pair list: LFW pairs.txt, .bin or .csv")
-    calibration.add_argument("--calibrate-images", default=None, help="image root of an LFW pairs.txt")
+    calibration.add_argument("--calibrate-images", default=None,
+                             help="image root of an LFW pairs.txt (default: images/ next to it, else its folder)")
     calibration.add_argument("--pair-set-name", default=None, help="name shown in the card (default: the file name)")
     calibration.add_argument("--align", default="none", choices=("none", "yunet", "dlib"),
                              help="detect + align the pair images (raw photos); 'none' for aligned crops")
@@ -40,30 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calibration.add_argument("--fars", type=float, nargs="+", default=[1e-2, 1e-3, 1e-4], help="FAR targets")
 
 
-def _load_pairs(path: str, images: str | None):
-    from ..data.pairs import load_bin_pairs, load_csv_pairs, load_lfw_pairs
-
-    suffix = Path(path).suffix.lower()
-    if suffix == ".bin":
-        return load_bin_pairs(path)
-    if suffix == ".csv":
-        return load_csv_pairs(path)
-    if images is None:
-        raise ValueError("an LFW pairs.txt needs --calibrate-images (the image root)")
-    return load_lfw_pairs(path, images)
-
-
 def _calibrate(args: argparse.Namespace):
     import numpy as np
 
-    from ..embedding import FaceEmbedder
-    from ..evaluation.runner import _pair_sources, build_preprocess
-    from .calibration import calibrate_pairs
+    from hf_facerec.data.pairs import load_pair_file, pair_columns
+    from hf_facerec.data.preprocess import build_preprocess
+    from hf_facerec.embedding import FaceEmbedder
+    from hf_facerec.hub.calibration import calibrate_pairs
 
-    pairs = _load_pairs(args.calibrate_pairs, args.calibrate_images)
+    pairs = load_pair_file(args.calibrate_pairs, images=args.calibrate_images)
     embedder = FaceEmbedder.from_pretrained(args.model, flip=args.flip)
     embedder.preprocess, _ = build_preprocess(embedder.model.config.face_size, args.align, args.detector_model)
-    images1, images2 = _pair_sources(pairs)
+    images1, images2 = pair_columns(pairs)
     name = args.pair_set_name or f"{Path(args.calibrate_pairs).name} ({len(pairs)} pairs, align {args.align})"
     calibration = calibrate_pairs(embedder, images1, images2, np.asarray(pairs["is_same"]), name, args.fars)
     print(f"[push] thresholds on {name}: {calibration.thresholds}")
@@ -71,7 +60,7 @@ def _calibrate(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .push import prepare_upload_folder, push_to_hub
+    from hf_facerec.hub.push import prepare_upload_folder, push_to_hub
 
     summary = {key: value for key, value in (("license", args.license), ("base_model", args.base_model),
                ("datasets", args.datasets), ("data", args.data), ("compute", args.compute)) if value}

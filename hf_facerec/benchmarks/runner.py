@@ -1,7 +1,7 @@
 """Benchmark runner: embed each benchmark's unique images once (cached on disk), score, report, plot.
 
 ``evaluate_model(model_or_path, ["lfw", "cfp_fp"], data_dir, output_dir)`` (and the CLI
-``hf-facerec evaluate``) does, per benchmark of :mod:`~hf_facerec.evaluation.benchmarks`:
+``hf-facerec evaluate``) does, per benchmark of :mod:`~hf_facerec.benchmarks.registry`:
 
 1. list the images of all pairs and keep each once (pairs share images: LFW's 6,000 pairs use
    7,701 images), keyed by absolute path + size + mtime, or by the SHA-1 of encoded bytes;
@@ -15,8 +15,8 @@
 4. score pairs by cosine (IJB: template pooling first) and report with the metric core
    (:func:`verification_report`, :func:`bias_report` per grouping, :func:`identification_report`).
 
-:mod:`~hf_facerec.evaluation.embedding_cache` holds steps 1 and 3 (keys, fingerprints, cache);
-:mod:`~hf_facerec.evaluation.runner_outputs` writes ``results.json``, ``results.md`` and the plots.
+:mod:`~hf_facerec.benchmarks.cache` holds steps 1 and 3 (keys, fingerprints, cache);
+:mod:`~hf_facerec.benchmarks.outputs` writes ``results.json``, ``results.md`` and the plots.
 """
 
 from __future__ import annotations
@@ -28,137 +28,36 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from .benchmarks import (
+from hf_facerec.data.pairs import pair_image_sources
+from hf_facerec.data.preprocess import LandmarkedImage, build_preprocess, detector_names
+from hf_facerec.evaluation.bias_groups import grouped_bias_report
+from hf_facerec.evaluation.identification import identification_report
+from hf_facerec.evaluation.scoring import pair_scores, template_embeddings
+from hf_facerec.evaluation.verification import verification_report
+
+from .cache import EmbeddingCache, embed_images, image_key, model_fingerprint
+from .registry import (
     BENCHMARKS,
     BenchmarkNotFoundError,
     IJBBenchmark,
     PairBenchmark,
-    grouped_bias_report,
     load_benchmark,
     load_csv_benchmark,
     load_group_file,
 )
-from .embedding_cache import (
-    EmbeddingCache,
-    LandmarkedImage,
-    embed_images,
-    image_key,
-    model_fingerprint,
-    unique_pair_images,
-)
-from .identification import identification_report
-from .scoring import pair_scores, template_embeddings
-from .verification import verification_report
 
-__all__ = [
-    "ALIGN_METHODS",
-    "EmbeddingCache",
-    "LandmarkedImage",
-    "build_preprocess",
-    "embed_images",
-    "evaluate_model",
-    "face_template",
-    "image_key",
-    "model_fingerprint",
-    "unique_pair_images",
-]
+__all__ = ["evaluate_model"]
 
 logger = logging.getLogger(__name__)
-ALIGN_METHODS = ("none", "yunet", "dlib")
-
-
-# ---- preprocessing ------------------------------------------------------------------------------
-
-
-def face_template(face_size: Sequence[int]) -> tuple[str, tuple[int, int]]:
-    """Alignment template for a model input ``face_size`` (height, width): ``("96x112", (w, h))``
-    for the 96:112 SphereFace/MobileFaceNet aspect, else ``("arcface", (w, h))``."""
-    height, width = (int(v) for v in face_size)
-    return ("96x112" if width * 112 == height * 96 else "arcface"), (width, height)
-
-
-def _crop_to_aspect(image: Image.Image, face_size: Sequence[int]) -> Image.Image:
-    """Centre crop to the model's width:height; the processor resizes. A 112x112 ArcFace crop
-    becomes exactly the 96x112 template crop for a (112, 96) model (the templates differ by an
-    8 px shift), so ``.bin`` sets evaluate MobileFaceNet-style models correctly."""
-    height, width = face_size
-    w, h = image.size
-    if w * height > h * width:  # too wide
-        new_w = round(h * width / height)
-        return image.crop(((w - new_w) // 2, 0, (w - new_w) // 2 + new_w, h))
-    new_h = round(w * height / width)
-    return image.crop((0, (h - new_h) // 2, w, (h - new_h) // 2 + new_h))
-
-
-class _Preprocess:
-    """The callable handed to FaceEmbedder: align (or crop) one image; counts detector misses."""
-
-    def __init__(self, face_size, aligner=None):
-        self.face_size, self.aligner, self.no_face = tuple(face_size), aligner, 0
-        self.template, self.output_size = face_template(face_size)
-
-    def __call__(self, image):
-        from hf_facerec.data.align import NoFaceDetectedError, align_face
-        from hf_facerec.data.images import load_rgb
-
-        if isinstance(image, LandmarkedImage):
-            return align_face(load_rgb(image.path), image.landmarks, self.template, self.output_size)
-        if self.aligner is not None:
-            try:
-                return self.aligner(image)
-            except NoFaceDetectedError:
-                self.no_face += 1  # keep the pair: fall back to the centre of the photo (reported)
-        return _crop_to_aspect(image, self.face_size)
-
-
-def build_preprocess(
-    face_size: Sequence[int],
-    align: str = "none",
-    detector_model: str | os.PathLike | None = None,
-    policy: str = "central",
-    min_score: float = 0.5,
-) -> tuple[_Preprocess, dict]:
-    """The preprocessing of one benchmark and its description (part of the cache key).
-
-    Args:
-        face_size: the model's (height, width).
-        align: ``"none"`` (centre crop to the model's aspect ratio), ``"yunet"`` or ``"dlib"``
-            (detect, pick a face by ``policy``, align to :func:`face_template`; photos with no face
-            of ``score >= min_score`` fall back to the centre crop and are counted).
-        detector_model: YuNet ONNX file (default ``$HF_FACEREC_YUNET``) or dlib predictor.
-    """
-    if align not in ALIGN_METHODS:
-        raise ValueError(f"align must be one of {ALIGN_METHODS}, got {align!r}")
-    template, size = face_template(face_size)
-    description = {"align": align, "template": template, "size": list(size)}
-    aligner = None
-    if align != "none":
-        from hf_facerec.data.align import FaceAligner
-
-        key = "model_path" if align == "yunet" else "predictor_path"
-        kwargs = {key: detector_model} if detector_model is not None else {}
-        aligner = FaceAligner(align, template=template, output_size=size, policy=policy, min_score=min_score, detector_kwargs=kwargs)
-        model_file = getattr(aligner.detector, "model_path", None) or getattr(aligner.detector, "predictor_path", None)
-        description.update(policy=policy, min_score=min_score, detector_file=image_key(model_file) if model_file else None)
-    return _Preprocess(face_size, aligner), description
 
 
 # ---- per-benchmark evaluation -------------------------------------------------------------------
 
 
-def _pair_sources(pairs) -> tuple[list, list]:
-    """The pairs' image columns as sources (encoded bytes when present, else paths), never decoded."""
-    import datasets
-
-    raw = pairs.cast_column("image1", datasets.Image(decode=False)).cast_column("image2", datasets.Image(decode=False))
-    pick = lambda cell: cell["bytes"] if cell["bytes"] is not None else cell["path"]  # noqa: E731
-    return [pick(c) for c in raw["image1"]], [pick(c) for c in raw["image2"]]
-
-
 def _evaluate_pairs(bench: PairBenchmark, embed, far: float) -> tuple[dict, dict]:
-    sources, index1, index2, keys = unique_pair_images(*_pair_sources(bench.pairs))
+    sources, index1, index2 = pair_image_sources(bench.pairs)
+    keys = [image_key(source) for source in sources]
     embeddings, info = embed(bench.name, sources, keys, detect=not bench.prealigned)
     scores = pair_scores(embeddings, index1, index2)
     labels = np.asarray(bench.pairs["is_same"], dtype=bool)
@@ -241,8 +140,8 @@ def _load_embedder(model_or_path, image_processor, batch_size: int, flip: str, d
 
 
 class _ChannelsLast:
-    """On CPU, run the model with channels_last weights (convolutions 1.5-2x faster, measured on
-    MobileFaceNet; a no-op for ViTs), restoring the caller's model layout afterwards."""
+    """On CPU, run the model with channels_last weights (oneDNN's preferred layout for convolutions;
+    a no-op for ViTs), restoring the caller's model layout afterwards."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device):
         self.model, self.active = model, device.type == "cpu"
@@ -281,13 +180,14 @@ def evaluate_model(
 
     Args:
         model_or_path: a FaceRec model object, a saved folder or a Hub id.
-        benchmarks: names (``"lfw,cfp_fp"`` or a list) from :data:`~hf_facerec.evaluation.benchmarks.BENCHMARKS`.
+        benchmarks: names (``"lfw,cfp_fp"`` or a list) from :data:`~hf_facerec.benchmarks.registry.BENCHMARKS`.
             Absent ones are reported under ``skipped`` with the paths looked at.
         data_dir: the folder holding the benchmarks (may be None with only ``pairs_csv``).
         output_dir: where the reports, plots and (default) the embedding cache go.
         pairs_csv: an extra pair set (``path1,path2,label[,group,fold,identity1,identity2]``).
-        align: ``"none"``, ``"yunet"`` or ``"dlib"``: how raw photos (not ``.bin`` crops, not IJB)
-            are aligned; ``detector_model`` / ``align_policy`` configure it. The default policy
+        align: ``"none"``, ``"yunet"``, ``"dlib"`` or ``"dlib,yunet"`` (tried in turn): how raw
+            photos (not ``.bin`` crops, not IJB) are aligned (see :func:`hf_facerec.data.preprocess.build_preprocess`);
+            ``detector_model`` / ``align_policy`` configure it. The default policy
             ``"central"`` keeps the face nearest the photo centre, where benchmark photos put their
             subject: on LFW "largest" picks another face in 28 of 7,701 photos and costs 0.3 points
             (98.32% vs 98.62%, scripts/eval_real_variants.py), "highest_score" 2 points.
@@ -301,13 +201,14 @@ def evaluate_model(
         ``settings``, ``benchmarks`` (``{name: {"verification", "bias", ["identification"], ...}}``),
         ``skipped`` (``{name: {"reason", "expected"}}``), ``files``.
     """
-    from .runner_outputs import write_outputs
+    from .outputs import write_outputs
 
     names = _benchmark_names(benchmarks)
     if not names and pairs_csv is None:
         raise ValueError("no benchmark given: pass benchmark names and/or a pairs CSV")
     if names and data_dir is None:
         raise ValueError("data_dir is required to find the benchmarks " + ", ".join(names))
+    detector_names(align)
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:  # fail before any model loading
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)} (or pass a pairs CSV)")
@@ -323,14 +224,16 @@ def evaluate_model(
         if detect not in preprocessors:  # the detector is built only when a benchmark needs it
             preprocessors[detect] = build_preprocess(face_size, align if detect else "none", detector_model, align_policy)
         preprocess, describe = preprocessors[detect]
-        embeddings, info = embed_images(embedder, sources, keys, preprocess, {**describe, "benchmark": name}, cache, fingerprint)
+        describe = {**describe, "benchmark": name}
+        embeddings, info = embed_images(embedder, sources, keys, preprocess, describe, cache, fingerprint)
         # What happened to the images, for the report: IJB sources carry landmarks (in their keys too).
         ijb = bool(sources) and isinstance(sources[0], LandmarkedImage)
         info["alignment"] = "protocol landmarks" if ijb else (describe["align"] if detect else "none (aligned crops)")
         return embeddings, info
 
     results = {
-        "model": os.fspath(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else type(model_or_path).__name__,
+        "model": os.fspath(model_or_path) if isinstance(model_or_path, (str, os.PathLike))
+        else type(model_or_path).__name__,
         "model_fingerprint": fingerprint,
         "settings": {"align": align, "align_policy": align_policy, "flip": flip, "far": far, "face_size": list(face_size),
                      "group_file": None if group_file is None else os.fspath(group_file)},

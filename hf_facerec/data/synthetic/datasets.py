@@ -1,4 +1,4 @@
-"""`datasets.Dataset` builders over the SYNTHETIC faces of :mod:`hf_facerec.data.synthetic`.
+"""`datasets.Dataset` builders over the SYNTHETIC faces of :mod:`.params` / :mod:`.render`.
 
 ``make_synthetic_faces`` gives an identity (classification) dataset; ``make_synthetic_pairs`` gives a
 verification dataset with the project's pair schema, on identities disjoint from the training ones.
@@ -15,13 +15,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, DatasetInfo, Features, Image, Value
 
-from hf_facerec.data.synthetic import (
-    SyntheticFaceConfig,
-    identity_rng,
-    image_rng,
-    render_identity_image,
-    sample_identity,
-)
+from hf_facerec.data.synthetic.params import SyntheticFaceConfig, identity_rng, image_rng, sample_identity
+from hf_facerec.data.synthetic.render import render_identity_image
+from hf_facerec.evaluation.bias_groups import MIXED_GROUP
+from hf_facerec.models.margins import check_int
 
 __all__ = [
     "DEFAULT_EVAL_OFFSET",
@@ -34,7 +31,6 @@ __all__ = [
 ]
 
 NO_GROUP = "all"  #: the ``group`` value of every row when no groups are asked for
-MIXED_GROUP = "mixed"  #: the ``group`` of an impostor pair whose two identities belong to different groups
 DEFAULT_EVAL_OFFSET = 1_000_000  #: evaluation identities start here, far from training identities 0..N-1
 _PAIR_STREAM = 2  # after the identity (0) and image (1) streams of synthetic.py
 _GOLDEN = 0.6180339887498949  # the golden-ratio sequence frac(0.5 + i * g) is the most even 1-D sequence
@@ -63,12 +59,6 @@ def _encode_png(image: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, colour type 2 (RGB)
     data = zlib.compress(rows.tobytes(), 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
-
-
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _group_names(groups: Sequence[str] | Mapping[str, float] | None) -> list[str]:
@@ -153,10 +143,10 @@ def make_synthetic_faces(
     ``with_landmarks``, ``landmarks`` ((5, 2) float32 pixel coordinates, ArcFace order). Rows are
     identity-major. Identities are the global indices ``identity_offset + 0..num_identities-1``.
     """
-    n = _check_int("num_identities", num_identities, 1)
-    m = _check_int("images_per_identity", images_per_identity, 1)
-    _check_int("image_size", image_size, 32)
-    seed, offset = _check_int("seed", seed, 0), _check_int("identity_offset", identity_offset, 0)
+    n = check_int(num_identities, "num_identities", 1)
+    m = check_int(images_per_identity, "images_per_identity", 1)
+    check_int(image_size, "image_size", 32)
+    seed, offset = check_int(seed, "seed", 0), check_int(identity_offset, "identity_offset", 0)
     render = _Renderer(seed, _resolve_config(config, groups), image_size, groups)
     ids = offset + np.arange(n)
     rendered = [render(int(i), j) for i in ids for j in range(m)]
@@ -237,16 +227,16 @@ def make_synthetic_pairs(
     ``group``: the identity's group for genuine pairs; for impostors the shared group, or ``"mixed"``
     when the two identities belong to different groups (``"all"`` everywhere without groups).
     """
-    n = _check_int("num_identities", num_identities, 2)
-    folds = _check_int("n_folds", n_folds, 1)
-    per_fold = _check_int("pairs_per_fold", pairs_per_fold, 2)
+    n = check_int(num_identities, "num_identities", 2)
+    folds = check_int(n_folds, "n_folds", 1)
+    per_fold = check_int(pairs_per_fold, "pairs_per_fold", 2)
     if per_fold % 2:
         raise ValueError(f"pairs_per_fold must be even (half genuine, half impostor), got {per_fold}")
     if n < 2 * folds:
         raise ValueError(f"num_identities ({n}) must be >= 2 * n_folds ({folds}): each fold needs 2 identities")
-    m = _check_int("images_per_identity", images_per_identity, 2)
-    _check_int("image_size", image_size, 32)
-    seed, offset = _check_int("seed", seed, 0), _check_int("identity_offset", identity_offset, 0)
+    m = check_int(images_per_identity, "images_per_identity", 2)
+    check_int(image_size, "image_size", 32)
+    seed, offset = check_int(seed, "seed", 0), check_int(identity_offset, "identity_offset", 0)
     if not 0.0 <= same_group_impostor_fraction <= 1.0:
         raise ValueError(f"same_group_impostor_fraction must lie in [0, 1], got {same_group_impostor_fraction}")
     ids = offset + np.arange(n)

@@ -17,8 +17,8 @@ ijbb, ijbc  ``IJBB/`` | ``IJB_release/IJBB/`` (``meta/`` + ``loose_crop/``)     
 A benchmark that is not there raises :class:`BenchmarkNotFoundError` carrying the expected
 paths, so the runner can list it as skipped instead of failing. Groupings for bias reports come
 from the pairs' ``group`` column (RFW: race; a CSV's ``group`` column) and from an optional
-identity -> group file (e.g. LFW's ``gender_per_identity.csv``), see :func:`identity_pair_groups`;
-:func:`grouped_bias_report` turns one grouping into the bias report (numpy only, like the metric core).
+identity -> group file (e.g. LFW's ``gender_per_identity.csv``), see :func:`~hf_facerec.evaluation.bias_groups.identity_pair_groups`;
+:func:`hf_facerec.evaluation.bias_groups.grouped_bias_report` turns one grouping into the bias report.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import _as_rates, _as_scores, _json_float
-from .bias import bias_report, gini_coefficient, max_min_ratio
-from .verification import _threshold_at_far_sorted
+from hf_facerec.evaluation.bias_groups import MIXED_GROUP, identity_pair_groups
 
 __all__ = [
     "BENCHMARKS",
@@ -42,20 +40,13 @@ __all__ = [
     "BenchmarkSpec",
     "IJBBenchmark",
     "PairBenchmark",
-    "grouped_bias_report",
-    "identity_pair_groups",
-    "impostor_fmr_report",
-    "impostor_threshold",
     "load_benchmark",
     "load_csv_benchmark",
     "load_group_file",
     "locate_benchmark",
 ]
 
-#: The group of an impostor pair whose two identities belong to different groups.
-MIXED_GROUP = "mixed"
 _BIN_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")
-_LFW_IMAGE_DIRS = ("images", "lfw", "lfw-deepfunneled", ".")
 
 
 class BenchmarkNotFoundError(FileNotFoundError):
@@ -122,14 +113,13 @@ def _lfw_candidates(root: Path) -> list[Path]:
 def _load_lfw(name: str, path: Path) -> PairBenchmark:
     if path.suffix == ".bin":
         return _load_bin(name, path)
-    from hf_facerec.data.pairs import load_lfw_pairs
+    from hf_facerec.data.pairs import LFW_IMAGE_DIRS, lfw_images_root, load_lfw_pairs
 
-    # The images sit next to pairs.txt in one of the usual folder names (person folders inside).
-    for folder in _LFW_IMAGE_DIRS:
-        images = (path.parent / folder).resolve()
-        if images.is_dir() and any(child.is_dir() for child in images.iterdir()):
-            return PairBenchmark(name, str(path), load_lfw_pairs(path, images))
-    raise BenchmarkNotFoundError(name, [str(path.parent / folder / "<Name>/<Name>_0001.jpg") for folder in _LFW_IMAGE_DIRS])
+    try:  # the images sit next to pairs.txt in one of the usual folder names (person folders inside)
+        images = lfw_images_root(path)
+    except FileNotFoundError:
+        raise BenchmarkNotFoundError(name, [str(path.parent / d / "<Name>/<Name>_0001.jpg") for d in LFW_IMAGE_DIRS])
+    return PairBenchmark(name, str(path), load_lfw_pairs(path, images))
 
 
 def _rfw_candidates(root: Path) -> list[Path]:
@@ -253,141 +243,9 @@ def load_group_file(path: str | os.PathLike, column: str | None = None) -> tuple
     return column, mapping
 
 
-def identity_pair_groups(identity1, identity2, is_same, mapping: Mapping[str, str]) -> np.ndarray:
-    """Group of each pair from its identities' groups.
-
-    A genuine pair takes its identity's group; an impostor pair takes the shared group of its two
-    identities, or :data:`MIXED_GROUP` when they differ. A pair with an identity absent from
-    ``mapping`` gets ``None`` (left out of the bias report).
-
-    Args:
-        identity1, identity2: (P,) identity names. is_same: (P,) bool.
-    Returns:
-        (P,) object array of group names or None.
-    """
-    g1 = np.array([mapping.get(str(i)) for i in identity1], dtype=object)
-    g2 = np.array([mapping.get(str(i)) for i in identity2], dtype=object)
-    same = np.asarray(is_same, dtype=bool)
-    if not (g1.shape == g2.shape == same.shape):
-        raise ValueError(f"identity1, identity2 and is_same differ in length: {g1.shape}, {g2.shape}, {same.shape}")
-    known = np.not_equal(g1, None) & np.not_equal(g2, None)
-    groups = np.where(same | (g1 == g2), g1, MIXED_GROUP)
-    return np.where(known, groups, None)
-
-
 def _add_identity_grouping(benchmark: PairBenchmark, group_map: tuple[str, Mapping[str, str]]) -> None:
     name, mapping = group_map
     identity1, identity2 = benchmark.pairs["identity1"], benchmark.pairs["identity2"]
     if not any(identity1):
         return  # .bin / CSV without identity names: nothing to map (the runner notes it)
     benchmark.groupings[name] = identity_pair_groups(identity1, identity2, benchmark.pairs["is_same"], mapping)
-
-
-# ---- bias report of one grouping ------------------------------------------------------------------
-
-
-def impostor_threshold(scores, far: float) -> float:
-    """The threshold reaching FAR <= ``far`` on impostor scores alone (N,): the package's one
-    threshold-at-FAR routine with an empty genuine side. ValueError if ``far < 1 / N``."""
-    scores = _as_scores(scores)
-    far = float(_as_rates(far, "far")[0])
-    threshold, _, reachable = _threshold_at_far_sorted(np.empty(0), np.sort(scores), np.array([far]))
-    if not reachable[0]:
-        raise ValueError(f"FAR {far} is below 1/#impostors = 1/{scores.size}: not measurable on this data")
-    return float(threshold[0])
-
-
-def impostor_fmr_report(scores, groups, far: float | None = 1e-3, threshold: float | None = None) -> dict:
-    """FMR per group from impostor scores only (data without identities, e.g. UTKFace).
-
-    The threshold is ``threshold`` (``far`` is then only recorded) or :func:`impostor_threshold` at
-    ``far`` over all the impostor scores. Standard errors are the binomial ``sqrt(p (1 - p) / n)``.
-
-    Args:
-        scores: (N,) impostor similarities. groups: (N,) group of each pair.
-    Returns:
-        ``{"kind": "impostor_only", "far", "threshold", "n_impostor", "groups": {group: {"fmr",
-        "fmr_std_error", "false_matches", "n_impostor"}}, "fmr_max_min_ratio", "fmr_gini"}``
-        (an unbounded ratio is ``None``).
-    Raises:
-        ValueError: bad scores/groups, fewer than 2 groups, or ``far < 1 / N`` without a threshold.
-    """
-    scores = _as_scores(scores)
-    groups = np.asarray(groups, dtype=object)
-    if groups.shape != scores.shape:
-        raise ValueError(f"groups must have shape {scores.shape}, got {groups.shape}")
-    names, codes = np.unique(groups.astype(str), return_inverse=True)
-    if names.size < 2:
-        raise ValueError(f"an FMR comparison needs at least 2 groups, got {names.tolist()}")
-    if threshold is None:
-        if far is None:
-            raise ValueError("give a FAR target or a threshold")
-        threshold = impostor_threshold(scores, far)
-    elif np.isnan(threshold):
-        raise ValueError("threshold is NaN")
-    n = np.bincount(codes, minlength=names.size)
-    false_matches = np.bincount(codes, weights=scores >= threshold, minlength=names.size)
-    fmr = false_matches / n
-    return {
-        "kind": "impostor_only",
-        "far": None if far is None else float(far),
-        "threshold": _json_float(threshold),
-        "n_impostor": int(scores.size),
-        "groups": {
-            name: {"fmr": float(fmr[i]), "fmr_std_error": float(np.sqrt(fmr[i] * (1 - fmr[i]) / n[i])),
-                   "false_matches": int(false_matches[i]), "n_impostor": int(n[i])}
-            for i, name in enumerate(names.tolist())
-        },
-        "fmr_max_min_ratio": _json_float(max_min_ratio(fmr)),
-        "fmr_gini": gini_coefficient(fmr),
-    }
-
-
-def grouped_bias_report(scores, labels, groups, far: float = 1e-3, folds=None, alpha: float = 0.5) -> dict:
-    """:func:`~hf_facerec.evaluation.bias.bias_report` of one grouping, tolerating one-class groups.
-
-    Groupings from identities produce groups with impostor pairs only (``"mixed"``: impostors of
-    two groups) and datasets without identities have no genuine pairs at all. So:
-
-    * pairs whose group is ``None`` are left out (counted in ``n_left_out``);
-    * with no genuine pair at all: :func:`impostor_fmr_report`;
-    * otherwise :func:`bias_report` over the groups having both classes (its threshold reaches
-      ``far`` over *their* pairs), and the remaining one-class groups get their FMR (impostor-only)
-      or FNMR (genuine-only) at that same threshold under ``other_groups``.
-
-    Args:
-        scores: (N,). labels: (N,) binary. groups: (N,) group names or None. folds: (N,) or None.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels).astype(bool)
-    groups = np.asarray(groups, dtype=object)
-    if not (scores.shape == labels.shape == groups.shape) or scores.ndim != 1:
-        raise ValueError(f"scores, labels and groups must be 1-D of one length, got {scores.shape}, {labels.shape}, {groups.shape}")
-    keep = np.not_equal(groups, None)
-    if not keep.any():
-        raise ValueError("no pair has a group")
-    scores, labels, groups = scores[keep], labels[keep], groups[keep].astype(str)
-    if not labels.any():
-        return {**impostor_fmr_report(scores, groups, far), "n_left_out": int((~keep).sum())}
-    names = np.unique(groups)
-    n_genuine = np.array([np.count_nonzero(labels[groups == g]) for g in names])
-    n_pairs = np.array([np.count_nonzero(groups == g) for g in names])
-    both = names[(n_genuine > 0) & (n_genuine < n_pairs)]
-    if both.size < 2:
-        raise ValueError(f"need at least 2 groups with genuine and impostor pairs, got {both.tolist()} of {names.tolist()}")
-    member = np.isin(groups, both)
-    fold_arg = None if folds is None else np.asarray(folds)[keep][member]
-    report = bias_report(scores[member], labels[member], groups[member], far=far, alpha=alpha, folds=fold_arg)
-    threshold = np.inf if report["threshold"] is None else report["threshold"]
-    others = {}
-    for name in names[~np.isin(names, both)]:
-        in_group = groups == name
-        entry = {"n_genuine": int(np.count_nonzero(labels & in_group)), "n_impostor": int(np.count_nonzero(~labels & in_group))}
-        if entry["n_impostor"]:
-            entry["fmr"] = float(np.mean(scores[in_group & ~labels] >= threshold))
-        if entry["n_genuine"]:
-            entry["fnmr"] = float(np.mean(scores[in_group & labels] < threshold))
-        others[str(name)] = entry
-    report.update(kind="pairs", other_groups=others, n_left_out=int((~keep).sum()))
-    return report
-

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import plot_det, plot_group_bars, plot_roc, plot_score_histogram
-from .verification import det_curve, roc_curve
+from hf_facerec.evaluation.plots import plot_det, plot_group_bars, plot_roc, plot_score_histogram
+from hf_facerec.evaluation.verification import det_curve, roc_curve
 
 __all__ = ["markdown_report", "write_outputs"]
 
@@ -73,7 +73,11 @@ def _bias_bars(report: dict) -> dict[str, tuple[dict, dict, str]]:
                 fmr[g], fmr_n[g] = r["fmr"], r["n_impostor"]
         bars["fmr"] = (fmr, {g: _binomial_se(fmr[g], fmr_n[g]) for g in fmr}, "FMR")
     elif report.get("kind") == "impostor_only":
-        bars["fmr"] = ({g: r["fmr"] for g, r in groups.items()}, {g: r["fmr_std_error"] for g, r in groups.items()}, "FMR")
+        fmr = {g: r["fmr"] for g, r in groups.items()}
+        errors = {g: r["fmr_std_error"] for g, r in groups.items()}
+        for g, r in report.get("other_groups", {}).items():
+            fmr[g], errors[g] = r["fmr"], _binomial_se(r["fmr"], r["n_impostor"])
+        bars["fmr"] = (fmr, errors, "FMR")
     return {metric: bar for metric, bar in bars.items() if bar[0]}
 
 
@@ -108,15 +112,19 @@ def _bias_markdown(name: str, grouping: str, report: dict) -> list[str]:
     if "error" in report:
         return [f"### Bias: {name} by {grouping}", "", f"Not computed: {report['error']}", ""]
     scope = " over the pairs of the groups having both classes" if report.get("other_groups") else ""
-    lines = [f"### Bias: {name} by {grouping}", "", f"Global threshold {_fmt(report['threshold'])} at FAR {report['far']:g}{scope}.", ""]
+    threshold = f"Global threshold {_fmt(report['threshold'])} at FAR {report['far']:g}{scope}."
+    lines = [f"### Bias: {name} by {grouping}", "", threshold, ""]
     if report["kind"] == "impostor_only":
         lines += ["| group | FMR | ± SE | false matches | impostor pairs |", "|---|---|---|---|---|"]
-        lines += [f"| {g} | {_fmt(r['fmr'])} | {_fmt(r['fmr_std_error'])} | {r['false_matches']} | {r['n_impostor']} |" for g, r in report["groups"].items()]
+        lines += [f"| {g} | {_fmt(r['fmr'])} | {_fmt(r['fmr_std_error'])} | {r['false_matches']} | {r['n_impostor']} |"
+                  for g, r in report["groups"].items()]
+        lines += [f"| {g} | {_fmt(r['fmr'])} | – | – | {r['n_impostor']} |" for g, r in report.get("other_groups", {}).items()]
         lines += ["", f"FMR max/min ratio {_fmt(report['fmr_max_min_ratio'])}, Gini(FMR) {_fmt(report['fmr_gini'])}.", ""]
         return lines
     lines += ["| group | accuracy (%) | ± STD | FMR | FNMR | genuine | impostor |", "|---|---|---|---|---|---|---|"]
     for g, r in report["groups"].items():
-        lines.append(f"| {g} | {_fmt(r['accuracy'], True)} | {_fmt(r['accuracy_std'], True)} | {_fmt(r['fmr'])} | {_fmt(r['fnmr'])} | {r['n_genuine']} | {r['n_impostor']} |")
+        lines.append(f"| {g} | {_fmt(r['accuracy'], True)} | {_fmt(r['accuracy_std'], True)} | {_fmt(r['fmr'])} "
+                     f"| {_fmt(r['fnmr'])} | {r['n_genuine']} | {r['n_impostor']} |")
     for g, r in report.get("other_groups", {}).items():
         lines.append(f"| {g} | – | – | {_fmt(r.get('fmr'))} | {_fmt(r.get('fnmr'))} | {r['n_genuine']} | {r['n_impostor']} |")
     s = report["accuracy_summary"]
@@ -144,7 +152,8 @@ def markdown_report(results: dict) -> str:
         lines.append("")
     ident = [(n, k, rep) for n, r in results["benchmarks"].items() for k, rep in r.get("identification", {}).items()]
     if ident:
-        lines += ["## Identification", "", "| benchmark | probe vs gallery | rank-1 | rank-5 | TPIR@FPIR=1e-2 | TPIR@FPIR=1e-1 |", "|---|---|---|---|---|---|"]
+        lines += ["## Identification", "", "| benchmark | probe vs gallery | rank-1 | rank-5 | TPIR@FPIR=1e-2 | TPIR@FPIR=1e-1 |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {n} | {k} | {_fmt(rep.get('rank_1'))} | {_fmt(rep.get('rank_5'))} | {_fmt(rep['tpir_at_fpir'].get('1e-02'))} "
                   f"| {_fmt(rep['tpir_at_fpir'].get('1e-01'))} |" for n, k, rep in ident]
         lines.append("")
@@ -152,7 +161,9 @@ def markdown_report(results: dict) -> str:
         for grouping, report in r.get("bias", {}).items():
             lines += _bias_markdown(name, grouping, report)
     if results["skipped"]:
-        lines += ["## Skipped", ""] + [f"- {n}: {s['reason']}; expected one of {', '.join(s['expected'])}" for n, s in results["skipped"].items()] + [""]
+        lines += ["## Skipped", ""]
+        lines += [f"- {n}: {s['reason']}; expected one of {', '.join(s['expected'])}" for n, s in results["skipped"].items()]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .onnx import ONNX_FILENAME, export_onnx
+    from hf_facerec.hub.onnx import ONNX_FILENAME, export_onnx
 
     output = args.output or str(Path(args.model) / ONNX_FILENAME)
     path = export_onnx(args.model, output, opset=args.opset, check=not args.no_check, atol=args.atol)

@@ -1,0 +1,63 @@
+"""`hf-facerec align SRC DST`: detect and align every face image of a folder (:mod:`hf_facerec.data.align_folder`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hf_facerec.data.align_folder import _FORMATS, align_folder, parse_size
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hf-facerec align``."""
+    parser.add_argument("src", type=Path, help="folder of face photos (searched recursively)")
+    parser.add_argument("dst", type=Path, help="output folder (relative paths are kept)")
+    parser.add_argument(
+        "--detector", default="yunet", choices=["yunet", "dlib"], help="face detector backend (default: %(default)s)"
+    )
+    parser.add_argument("--model-path", default=None, help="YuNet .onnx file (default: $HF_FACEREC_YUNET)")
+    parser.add_argument(
+        "--template", default="arcface", choices=["arcface", "96x112"], help="landmark template (default: %(default)s)"
+    )
+    parser.add_argument("--size", default=None, type=parse_size, help="crop WIDTHxHEIGHT (default: the template's)")
+    parser.add_argument("--policy", default="largest", choices=["largest", "central", "highest_score"],
+                        help="which face to keep when several are found (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--min-score", type=float, default=0.5, help="ignore detections below this score (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 1)),
+        help="parallel processes (default: all cores, %(default)s)",
+    )
+    parser.add_argument("--chunksize", type=int, default=16, help="images per worker task (default: %(default)s)")
+    parser.add_argument(
+        "--format",
+        dest="image_format",
+        default="jpg",
+        choices=sorted(_FORMATS),
+        help="output format (default: %(default)s)",
+    )
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``hf-facerec align``; returns 0 when the run completed (failures are reported, not fatal)."""
+    detector_kwargs = {"model_path": args.model_path} if args.detector == "yunet" and args.model_path else {}
+    report = align_folder(
+        args.src, args.dst, detector=args.detector, detector_kwargs=detector_kwargs, template=args.template,
+        output_size=args.size, policy=args.policy, min_score=args.min_score, workers=args.workers,
+        chunksize=args.chunksize, image_format=args.image_format, quality=args.quality,
+        overwrite=args.overwrite, progress=not args.no_progress,
+    )  # fmt: skip
+    counts = report.counts()
+    print(
+        f"{report.total} images: {report.aligned} aligned, {report.skipped_existing} already done, "
+        f"{counts['no_face']} without a face, {counts['invalid_image']} unreadable, "
+        f"{counts['duplicate_output']} duplicate names; {report.multiple_faces} had several faces; "
+        f"{report.seconds:.1f} s. Report: {args.dst / 'align_report.json'}"
+    )
+    return 0
