@@ -224,8 +224,7 @@ def wrap_as_facerec(
         image_size=config.image_size,
         num_channels=config.num_channels,
     )
-    model = FaceRecModel(face_config)
-    model.set_backbone(backbone)
+    model = FaceRecModel(face_config, backbone=backbone)
     if head_state_dict:
         prefix = "embedding_head."
         head = remap_state_dict(

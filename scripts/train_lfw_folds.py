@@ -124,10 +124,9 @@ def _pretrained_model(checkpoint: str, model_args, num_identities: int, centers:
     config = hf_facerec.FaceRecConfig(
         backbone_config=backbone.config, embedding_size=model_args.embedding_size, pooling=model_args.pooling,
         embedding_head=model_args.embedding_head, image_size=backbone.config.image_size,
-        num_identities=num_identities,
+        num_identities=num_identities, **model_args.margin_settings(),
     )
-    model = hf_facerec.FaceRecForMarginClassification(config)
-    model.facerec.set_backbone(backbone)
+    model = hf_facerec.FaceRecForMarginClassification(config, backbone=backbone)
     linear = getattr(model.facerec.embedding_head, "linear", None)
     if linear is not None:  # start exactly at the zero-shot embedding
         if linear.weight.shape[0] != linear.weight.shape[1]:

@@ -136,6 +136,12 @@ def _build_backbone(config: FaceRecConfig) -> nn.Module:
     return _drop_unused_pooler(backbone, config)
 
 
+def load_pretrained_backbone(name_or_path: str, config: FaceRecConfig, **kwargs) -> nn.Module:
+    """The pretrained backbone `config.backbone_config` describes, loaded once (`kwargs`: revision, dtype, ...)."""
+    model_class = FACE_BACKBONE_MODELS.get(config.backbone_config.model_type, AutoModel)
+    return model_class.from_pretrained(name_or_path, config=config.backbone_config, **kwargs)
+
+
 def _drop_unused_pooler(backbone: nn.Module, config: FaceRecConfig) -> nn.Module:
     # ViT's pooler (dense + tanh) is not used unless pooling == "pooler"; parameters without gradients would break
     # DDP (find_unused_parameters) and waste optimiser state.
@@ -148,9 +154,18 @@ def _drop_unused_pooler(backbone: nn.Module, config: FaceRecConfig) -> nn.Module
 class FaceRecModel(FaceRecPreTrainedModel):
     """Face embedding model: `pixel_values (B, C, H, W)` -> [`FaceRecOutput`] with `embeddings (B, D)`."""
 
-    def __init__(self, config: FaceRecConfig):
+    def __init__(self, config: FaceRecConfig, backbone: nn.Module | None = None):
+        r"""
+        backbone (`nn.Module`, *optional*): an already built (e.g. pretrained) backbone of `config.backbone_config`'s
+            family; kept as it is (post_init does not re-initialise it). None builds a random one from the config.
+        """
         super().__init__(config)
-        self.backbone = _build_backbone(config)
+        if backbone is None:
+            self.backbone = _build_backbone(config)
+        else:
+            self.backbone = _drop_unused_pooler(backbone, config)
+            for module in self.backbone.modules():
+                module._is_hf_initialized = True  # post_init skips flagged modules: the weights stay as loaded
         self.embedding_head = FaceRecEmbeddingHead(
             pooled_feature_size(config), config.embedding_size, config.embedding_head, config.head_dropout
         )
@@ -165,13 +180,7 @@ class FaceRecModel(FaceRecPreTrainedModel):
         `backbone_kwargs` go to the backbone's `from_pretrained` (e.g. `revision`, `dtype`).
         """
         config = FaceRecConfig.from_backbone(backbone_name_or_path, **config_kwargs)
-        model = cls(config)
-        backbone = model.get_backbone()
-        pretrained = type(backbone).from_pretrained(
-            backbone_name_or_path, config=config.backbone_config, **(backbone_kwargs or {})
-        )
-        model.set_backbone(_drop_unused_pooler(pretrained, config))
-        return model
+        return cls(config, backbone=load_pretrained_backbone(backbone_name_or_path, config, **(backbone_kwargs or {})))
 
     def get_backbone(self) -> nn.Module:
         return self.backbone
@@ -266,11 +275,11 @@ class FaceRecForMarginClassification(FaceRecPreTrainedModel):
     embeddings. Export the embedding model alone with `model.facerec.save_pretrained(...)`.
     """
 
-    def __init__(self, config: FaceRecConfig):
+    def __init__(self, config: FaceRecConfig, backbone: nn.Module | None = None):
         super().__init__(config)
         if config.num_identities <= 0:
             raise ValueError("FaceRecForMarginClassification needs config.num_identities > 0 (the number of classes)")
-        self.facerec = FaceRecModel(config)
+        self.facerec = FaceRecModel(config, backbone=backbone)
         self.margin_head = build_margin_head(
             config.embedding_size,
             config.num_identities,
@@ -325,4 +334,5 @@ __all__ = [
     "FaceRecModel",
     "FaceRecForMarginClassification",
     "pooled_feature_size",
+    "load_pretrained_backbone",
 ]

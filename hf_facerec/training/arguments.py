@@ -1,15 +1,14 @@
 """`FaceRecTrainingArguments`: `transformers.TrainingArguments` plus the face-recognition training knobs.
 
 The finetune mode, the PEFT recipe (defaults: the foundation-model study's LoRA, rank 16, alpha 16, dropout
-0.25, rank-stabilised scaling, attention query/value projections), margin-head overrides, per-part learning
-rates, Partial FC and the verification pair sets evaluated during training. Defaults that differ from
-`TrainingArguments`: `remove_unused_columns=False` (datasets use `set_transform`, whose columns the Trainer
-cannot see) and `report_to="none"`.
+0.25, rank-stabilised scaling, attention query/value projections), per-part learning rates, sharded class
+centers and the verification pair sets evaluated during training. Defaults that differ from `TrainingArguments`:
+`remove_unused_columns=False` (datasets use `set_transform`, whose columns the Trainer cannot see) and
+`report_to="none"`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -35,12 +34,9 @@ class FaceRecTrainingArguments(TrainingArguments):
     - `scratch`: the backbone is re-initialised (random weights from its config, seeded by `seed`), then
       everything trains; use it with a model built from a config rather than from pretrained weights.
 
-    Margin fields (`margin_type`, `margin_scale`, `margin_kwargs`, `partial_fc_sample_rate`) left at None keep
-    what the model's config says; set, they replace the margin penalty (the class centers are kept).
+    The margin head is the model's (`FaceRecConfig.margin_type`, ...): set it when building the model
+    (`ModelArguments` on the command line, `from_pretrained(..., margin_type=...)` in code).
     """
-
-    # TrainingArguments parses these dict fields from JSON strings given on the command line.
-    _VALID_DICT_FIELDS = [*TrainingArguments._VALID_DICT_FIELDS, "margin_kwargs"]
 
     finetune_mode: str = field(
         default="full",
@@ -68,18 +64,6 @@ class FaceRecTrainingArguments(TrainingArguments):
             "help": "Backbone module names (suffixes) the adapter wraps; default: resolved per backbone family "
             "(attention q_proj/v_proj for ViT, DINOv2, CLIP, Swin; block convolutions for CNNs)."
         },
-    )
-    margin_type: str | None = field(
-        default=None, metadata={"help": "Margin penalty (arcface, cosface, adaface, ...); None keeps the model's."}
-    )
-    margin_scale: float | None = field(default=None, metadata={"help": "Logit scale s; None keeps the model's."})
-    margin_kwargs: dict | str | None = field(
-        default=None,
-        metadata={"help": 'Extra margin arguments as JSON, e.g. \'{"margin": 0.4}\'; None keeps the model\'s.'},
-    )
-    partial_fc_sample_rate: float | None = field(
-        default=None,
-        metadata={"help": "Fraction of class centers sampled per step (Partial FC); None keeps the model's."},
     )
     shard_class_centers: bool = field(
         default=False,
@@ -109,12 +93,6 @@ class FaceRecTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        # Parsed before TrainingArguments would (with a message naming the field).
-        if isinstance(self.margin_kwargs, str):
-            try:
-                self.margin_kwargs = json.loads(self.margin_kwargs)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"margin_kwargs must be a JSON object, got {self.margin_kwargs!r}") from error
         super().__post_init__()
         self._validate_facerec()
 
@@ -125,25 +103,17 @@ class FaceRecTrainingArguments(TrainingArguments):
             raise ValueError(f"peft_method must be one of {PEFT_METHODS}, got {self.peft_method!r}")
         if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
             raise ValueError(f"lora_rank must be a positive int, got {self.lora_rank!r}")
-        if not _is_real(self.lora_alpha) or self.lora_alpha <= 0:
+        if not is_finite_number(self.lora_alpha) or self.lora_alpha <= 0:
             raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
-        if not _is_real(self.lora_dropout) or not 0.0 <= self.lora_dropout < 1.0:
+        if not is_finite_number(self.lora_dropout) or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if self.lora_target_modules is not None and (
             isinstance(self.lora_target_modules, str) or not self.lora_target_modules
         ):
             raise ValueError(f"lora_target_modules must be a non-empty list of names, got {self.lora_target_modules!r}")
-        if self.margin_scale is not None and (not _is_real(self.margin_scale) or self.margin_scale <= 0):
-            raise ValueError(f"margin_scale must be a positive number, got {self.margin_scale!r}")
-        if self.margin_kwargs is not None and not isinstance(self.margin_kwargs, dict):
-            raise ValueError(f"margin_kwargs must be a dict (or a JSON object), got {self.margin_kwargs!r}")
-        if self.partial_fc_sample_rate is not None and (
-            not _is_real(self.partial_fc_sample_rate) or not 0.0 < self.partial_fc_sample_rate <= 1.0
-        ):
-            raise ValueError(f"partial_fc_sample_rate must be in (0, 1], got {self.partial_fc_sample_rate!r}")
         for name in ("head_learning_rate", "backbone_learning_rate"):
             value = getattr(self, name)
-            if value is not None and (not _is_real(value) or value < 0):
+            if value is not None and (not is_finite_number(value) or value < 0):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         if self.verification_flip not in ("none", "sum", "concat"):
             raise ValueError(f"verification_flip must be none, sum or concat, got {self.verification_flip!r}")
@@ -163,5 +133,5 @@ class FaceRecTrainingArguments(TrainingArguments):
         return self.finetune_mode == "lora"
 
 
-def _is_real(value) -> bool:
+def is_finite_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

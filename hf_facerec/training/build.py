@@ -47,7 +47,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 @dataclass
 class ModelArguments:
-    """The face model: a backbone (pretrained, or a config for scratch) + pooling + embedding head."""
+    """The face model: a backbone (pretrained, or a config for scratch) + pooling + embedding head + margin head."""
 
     backbone: str | None = field(
         default=None,
@@ -66,6 +66,37 @@ class ModelArguments:
     backbone_overrides: str | None = field(
         default=None, metadata={"help": 'Backbone config overrides as JSON, e.g. \'{"drop_path_rate": 0.1}\'.'}
     )
+    margin_type: str | None = field(
+        default=None, metadata={"help": "Margin penalty (arcface, cosface, adaface, ...); None: arcface."}
+    )
+    margin_scale: float | None = field(default=None, metadata={"help": "Logit scale s; None: 64."})
+    margin_kwargs: str | None = field(
+        default=None, metadata={"help": 'Extra margin arguments as JSON, e.g. \'{"margin": 0.4}\'.'}
+    )
+    partial_fc_sample_rate: float | None = field(
+        default=None, metadata={"help": "Fraction of class centers sampled per step (Partial FC); None: 1.0."}
+    )
+
+    def __post_init__(self):
+        from .arguments import is_finite_number
+
+        if isinstance(self.margin_kwargs, str):  # a YAML mapping arrives as a dict, a flag as JSON text
+            try:
+                self.margin_kwargs = json.loads(self.margin_kwargs)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"margin_kwargs must be a JSON object, got {self.margin_kwargs!r}") from error
+        if self.margin_kwargs is not None and not isinstance(self.margin_kwargs, dict):
+            raise ValueError(f"margin_kwargs must be a JSON object, got {self.margin_kwargs!r}")
+        if self.margin_scale is not None and (not is_finite_number(self.margin_scale) or self.margin_scale <= 0):
+            raise ValueError(f"margin_scale must be a positive number, got {self.margin_scale!r}")
+        rate = self.partial_fc_sample_rate
+        if rate is not None and (not is_finite_number(rate) or not 0.0 < rate <= 1.0):
+            raise ValueError(f"partial_fc_sample_rate must be in (0, 1], got {rate!r}")
+
+    def margin_settings(self) -> dict[str, Any]:
+        """The margin fields that were set, as `FaceRecConfig` keyword arguments (unset ones keep its defaults)."""
+        names = ("margin_type", "margin_scale", "margin_kwargs", "partial_fc_sample_rate")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 @dataclass
@@ -186,7 +217,8 @@ def build_model(model_args: ModelArguments, num_identities: int, finetune_mode: 
     A preset, or any backbone with `finetune_mode="scratch"`, is built from its config (random weights); otherwise
     the backbone's pretrained weights are loaded (`FaceRecModel.from_backbone`). The heads always start fresh.
     """
-    from ..models import FaceRecConfig, FaceRecForMarginClassification, FaceRecModel
+    from ..models import FaceRecConfig, FaceRecForMarginClassification
+    from ..models.modeling_facerec import load_pretrained_backbone
 
     if not model_args.backbone:
         raise ValueError(
@@ -201,6 +233,7 @@ def build_model(model_args: ModelArguments, num_identities: int, finetune_mode: 
     fields = dict(
         embedding_size=model_args.embedding_size, pooling=model_args.pooling, embedding_head=model_args.embedding_head,
         head_dropout=model_args.head_dropout, image_size=model_args.image_size, num_identities=num_identities,
+        **model_args.margin_settings(),
     )
     preset = _preset_backbone_config(model_args.backbone, model_args.image_size)
     if preset is not None:
@@ -210,10 +243,8 @@ def build_model(model_args: ModelArguments, num_identities: int, finetune_mode: 
     if finetune_mode == "scratch":
         config = FaceRecConfig.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
         return FaceRecForMarginClassification(config)
-    facerec = FaceRecModel.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
-    model = FaceRecForMarginClassification(facerec.config)
-    model.facerec = facerec  # the pretrained backbone + fresh embedding head replace the random ones
-    return model
+    config = FaceRecConfig.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
+    return FaceRecForMarginClassification(config, backbone=load_pretrained_backbone(model_args.backbone, config))
 
 
 def load_train_dataset(data_args: DataArguments, image_size: int, seed: int):

@@ -23,7 +23,6 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from ..models.heads import build_margin_head
 from .arguments import FaceRecTrainingArguments
 from .distributed import ShardedHeadTrainerMixin, gather_margin_head, gathered_margin_head, shard_margin_head
 from .peft import apply_peft, build_peft_config, has_adapter, merge_adapter, save_adapter, unwrap_facerec
@@ -44,7 +43,7 @@ _PARTS = ("backbone", "embedding_head", "margin_head")
 # Finetune modes
 # ---------------------------------------------------------------------------------------------------------------
 def prepare_model_for_finetuning(model: nn.Module, args: FaceRecTrainingArguments) -> nn.Module:
-    """Apply `args` (finetune mode, margin overrides) to `model` in place, once; returns `model`.
+    """Apply `args.finetune_mode` to `model` in place, once; returns `model`.
 
     - full: everything trainable.
     - lora: a peft adapter (`args.peft_method`) on the backbone, which is otherwise frozen; heads trainable.
@@ -65,7 +64,6 @@ def prepare_model_for_finetuning(model: nn.Module, args: FaceRecTrainingArgument
             f"FaceRecTrainer trains a FaceRecForMarginClassification (a model with a margin head), got "
             f"{type(model).__name__}"
         )
-    _apply_margin_settings(model, args)
     facerec = unwrap_facerec(model)
     model.requires_grad_(True)
     mode = args.finetune_mode
@@ -81,33 +79,6 @@ def prepare_model_for_finetuning(model: nn.Module, args: FaceRecTrainingArgument
         apply_peft(model, peft_config)
     model._facerec_finetune_mode = mode
     return model
-
-
-def _apply_margin_settings(model: nn.Module, args: FaceRecTrainingArguments) -> None:
-    """Rebuild the margin head when `args` override its settings; the class centers are kept."""
-    config = model.config
-    wanted = {
-        "margin_type": args.margin_type if args.margin_type is not None else config.margin_type,
-        "margin_scale": float(args.margin_scale if args.margin_scale is not None else config.margin_scale),
-        "margin_kwargs": dict(args.margin_kwargs if args.margin_kwargs is not None else config.margin_kwargs or {}),
-        "partial_fc_sample_rate": float(
-            args.partial_fc_sample_rate if args.partial_fc_sample_rate is not None else config.partial_fc_sample_rate
-        ),
-    }
-    current = {key: getattr(config, key) for key in wanted}
-    current["margin_kwargs"] = dict(current["margin_kwargs"] or {})
-    if wanted == current:
-        return
-    old = model.margin_head
-    head = build_margin_head(
-        config.embedding_size, config.num_identities, margin_type=wanted["margin_type"],
-        scale=wanted["margin_scale"], sample_rate=wanted["partial_fc_sample_rate"], **wanted["margin_kwargs"],
-    )
-    with torch.no_grad():
-        head.weight.copy_(old.weight)
-    model.margin_head = head.to(device=old.weight.device, dtype=old.weight.dtype)
-    for key, value in wanted.items():
-        setattr(config, key, value)
 
 
 def _reinitialize(backbone: nn.Module, seed: int) -> None:

@@ -170,6 +170,27 @@ def test_from_backbone_loads_pretrained_weights_from_a_local_folder(tmp_path):
     assert model.config.backbone_type == "dinov2"
 
 
+@pytest.mark.parametrize("name", BACKBONES)
+def test_a_given_backbone_is_kept_as_it_is(name):
+    """FaceRecModel(config, backbone=...) wraps a loaded backbone: post_init re-initialises none of its weights."""
+    torch.manual_seed(4)
+    config = FaceRecConfig(backbone_config=tiny_backbone_config(name), embedding_size=16)
+    built = FaceRecModel(config).backbone
+    with torch.no_grad():
+        for parameter in built.parameters():
+            parameter.add_(0.5)  # no initialiser draws these values
+    for module in built.modules():  # as a backbone assembled by hand (or edited after loading) would be
+        module.__dict__.pop("_is_hf_initialized", None)
+    expected = {key: value.clone() for key, value in built.state_dict().items()}
+    for cls in (FaceRecModel, FaceRecForMarginClassification):
+        model = cls(FaceRecConfig(backbone_config=config.backbone_config, embedding_size=16, num_identities=4),
+                    backbone=built)
+        backbone = model.facerec.backbone if cls is FaceRecForMarginClassification else model.backbone
+        assert backbone is built
+        for key, value in expected.items():
+            assert torch.equal(backbone.state_dict()[key], value), (cls.__name__, key)
+
+
 def test_auto_classes_resolve_after_import(tmp_path):
     config = FaceRecConfig(backbone_config=tiny_backbone_config("iresnet"), embedding_size=16)
     config.save_pretrained(tmp_path)

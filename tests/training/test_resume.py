@@ -103,7 +103,7 @@ def test_config_file_with_flag_overrides(tmp_path):
     assert (model_args.backbone, model_args.image_size, data_args.train_dataset) == ("tiny-vit", 64, "synthetic:64:8")
     assert training_args.max_steps == 7 and training_args.finetune_mode == "lora"  # flags win
     assert training_args.lora_target_modules == ["q_proj", "k_proj"] and training_args.use_rslora is False
-    assert training_args.margin_kwargs == {"margin": 0.3} and training_args.margin_scale == 32.0  # from the file
+    assert model_args.margin_kwargs == {"margin": 0.3} and model_args.margin_scale == 32.0  # from the file
     assert training_args.learning_rate == 2e-3 and training_args.output_dir == str(tmp_path)
     # without a config file: dataclass defaults
     model_args, data_args, training_args = parse_train_arguments(["--backbone", "iresnet18", "--train_dir", "x"])

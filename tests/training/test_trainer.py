@@ -167,17 +167,51 @@ def test_parameter_groups_learning_rates_and_weight_decay(tmp_path):
     assert lrs["backbone"] == 1e-4 and lrs["margin_head"] == 1e-2
 
 
-def test_margin_arguments_rebuild_the_head_and_keep_the_centers(tmp_path):
+def test_margin_settings_given_to_from_pretrained_rebuild_the_head_and_keep_the_centers(tmp_path):
     model = tiny_model()
     centers = model.margin_head.weight.detach().clone()
-    args = tiny_args(tmp_path, margin_type="cosface", margin_scale=30.0, margin_kwargs='{"margin": 0.35}',
-                     partial_fc_sample_rate=0.5)
-    prepare_model_for_finetuning(model, args)
+    model.save_pretrained(tmp_path / "model")
+    model = FaceRecForMarginClassification.from_pretrained(
+        tmp_path / "model", margin_type="cosface", margin_scale=30.0, margin_kwargs={"margin": 0.35},
+        partial_fc_sample_rate=0.5,
+    )
     head = model.margin_head
     assert isinstance(head.margin, CosFace) and head.margin.scale == 30.0 and head.margin.margin == 0.35
     assert head.sample_rate == 0.5 and torch.equal(head.weight, centers)
     assert (model.config.margin_type, model.config.margin_scale, model.config.margin_kwargs,
             model.config.partial_fc_sample_rate) == ("cosface", 30.0, {"margin": 0.35}, 0.5)
+
+
+def test_margin_model_arguments_build_the_head_once():
+    from hf_facerec.training.build import ModelArguments, build_model
+
+    model_args = ModelArguments(backbone="tiny-vit", image_size=32, embedding_size=16, margin_type="cosface",
+                                margin_scale=30.0, margin_kwargs='{"margin": 0.35}', partial_fc_sample_rate=0.5)
+    model = build_model(model_args, num_identities=8, finetune_mode="full")
+    head = model.margin_head
+    assert isinstance(head.margin, CosFace) and head.margin.scale == 30.0 and head.margin.margin == 0.35
+    assert head.sample_rate == 0.5
+    assert (model.config.margin_type, model.config.margin_scale, model.config.margin_kwargs,
+            model.config.partial_fc_sample_rate) == ("cosface", 30.0, {"margin": 0.35}, 0.5)
+    # unset margin fields keep FaceRecConfig's defaults
+    default = build_model(ModelArguments(backbone="tiny-vit", image_size=32, embedding_size=16), 8, "full")
+    assert (default.config.margin_type, default.config.margin_scale) == ("arcface", 64.0)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"margin_scale": -1.0}, "margin_scale"),
+        ({"margin_kwargs": "{not json"}, "margin_kwargs"),
+        ({"margin_kwargs": "[1, 2]"}, "margin_kwargs"),
+        ({"partial_fc_sample_rate": 0.0}, "partial_fc_sample_rate"),
+    ],
+)
+def test_bad_margin_arguments_raise(overrides, match):
+    from hf_facerec.training.build import ModelArguments
+
+    with pytest.raises(ValueError, match=match):
+        ModelArguments(backbone="tiny-vit", **overrides)
 
 
 def test_verification_pairs_are_evaluated_on_the_eval_schedule(tmp_path, monkeypatch):
@@ -224,9 +258,6 @@ def test_verification_metrics_on_a_real_pair_set(tmp_path):
         ({"lora_rank": 0}, "lora_rank"),
         ({"lora_dropout": 1.0}, "lora_dropout"),
         ({"lora_target_modules": []}, "lora_target_modules"),
-        ({"margin_scale": -1.0}, "margin_scale"),
-        ({"margin_kwargs": "{not json"}, "margin_kwargs"),
-        ({"partial_fc_sample_rate": 0.0}, "partial_fc_sample_rate"),
         ({"head_learning_rate": -1.0}, "head_learning_rate"),
         ({"verification_flip": "both"}, "verification_flip"),
     ],
