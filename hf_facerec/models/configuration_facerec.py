@@ -12,6 +12,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from .backbones import CLS_TOKEN_BACKBONES
 from .configuration_iresnet import IResNetConfig
 from .configuration_mobilefacenet import MobileFaceNetConfig
 
@@ -22,11 +23,6 @@ FACE_BACKBONE_CONFIGS: dict[str, type[PreTrainedConfig]] = {
     MobileFaceNetConfig.model_type: MobileFaceNetConfig,
 }
 
-# Backbones whose ``last_hidden_state`` starts with a CLS token, then (optionally) register tokens, then patches.
-CLS_TOKEN_BACKBONES = frozenset(
-    {"vit", "dinov2", "dinov2_with_registers", "dinov3_vit", "clip_vision_model", "deit", "beit", "vit_msn",
-     "data2vec-vision", "vit_mae"}
-)
 POOLING_MODES = ("auto", "cls", "mean", "cls_mean", "pooler")
 EMBEDDING_HEADS = ("linear", "linear_bn", "bn_dropout_linear_bn", "none")
 

@@ -17,7 +17,8 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_facerec import CLS_TOKEN_BACKBONES, FaceRecConfig
+from .backbones import CLS_TOKEN_BACKBONES, feature_width
+from .configuration_facerec import FaceRecConfig
 from .heads import build_margin_head
 from .modeling_iresnet import IResNetModel
 from .modeling_mobilefacenet import MobileFaceNetModel
@@ -69,13 +70,7 @@ def pooled_feature_size(config: FaceRecConfig) -> int:
     pooling = config.resolved_pooling
     if pooling == "pooler" and backbone.model_type in FACE_BACKBONE_MODELS:
         return int(backbone.hidden_size)
-    hidden_sizes = getattr(backbone, "hidden_sizes", None)
-    if hidden_sizes and backbone.model_type != "swin":  # CNN maps: ResNet, ConvNeXt, IResNet
-        width = int(hidden_sizes[-1])
-    elif backbone.model_type == "mobilefacenet":  # its last map, before the global depthwise conv
-        width = int(backbone.feature_size)
-    else:
-        width = int(backbone.hidden_size)
+    width = feature_width(backbone)
     return 2 * width if pooling == "cls_mean" else width
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..models.backbones import BACKBONE_FAMILIES
+
 __all__ = [
     "LORA_TARGET_MODULES",
     "unwrap_facerec",
@@ -39,22 +41,9 @@ __all__ = [
     "HEADS_FILE",
 ]
 
-_ATTENTION_QV = ("q_proj", "v_proj")
 # A str is a regex peft full-matches against module names relative to the backbone; a tuple lists name endings.
 LORA_TARGET_MODULES: dict[str, tuple[str, ...] | str] = {
-    "vit": _ATTENTION_QV,
-    "deit": _ATTENTION_QV,
-    "dinov2": _ATTENTION_QV,
-    "dinov2_with_registers": _ATTENTION_QV,
-    "dinov3_vit": _ATTENTION_QV,
-    "beit": _ATTENTION_QV,
-    "clip_vision_model": _ATTENTION_QV,
-    "siglip_vision_model": _ATTENTION_QV,
-    "swin": _ATTENTION_QV,
-    "convnext": ("pwconv1", "pwconv2"),
-    "resnet": r".*\.layer\.\d+\.convolution",
-    "iresnet": ("conv1", "conv2"),
-    "mobilefacenet": r".*(expand|project)\.convolution",
+    name: family.lora_targets for name, family in BACKBONE_FAMILIES.items() if family.lora_targets is not None
 }
 HEADS_FILE = "facerec_heads.safetensors"  # embedding + margin head weights saved next to the adapter
 

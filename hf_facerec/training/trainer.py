@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from ..models.backbones import NO_DECAY_TOKENS
 from .arguments import FaceRecTrainingArguments
 from .distributed import ShardedHeadTrainerMixin, gather_margin_head, gathered_margin_head, shard_margin_head
 from .peft import apply_peft, build_peft_config, has_adapter, merge_adapter, save_adapter, unwrap_facerec
@@ -31,11 +32,6 @@ __all__ = ["FaceRecTrainer", "prepare_model_for_finetuning", "parameter_groups"]
 
 # Wrappers (DDP, FSDP, torch.compile, activation checkpointing) insert these path components into parameter names.
 _WRAPPER_COMPONENTS = frozenset({"module", "_fsdp_wrapped_module", "_orig_mod", "_checkpoint_wrapped_module"})
-# Parameters that are not "weights" in the weight-decay sense although they have 2+ dimensions.
-_NO_DECAY_TOKENS = (
-    "position_embedding", "pos_embed", "cls_token", "class_embedding", "register_tokens", "mask_token",
-    "relative_position_bias_table",
-)
 _PARTS = ("backbone", "embedding_head", "margin_head")
 
 
@@ -125,7 +121,7 @@ def _parameter_part(name: str) -> str:
 
 def _decays(name: str, parameter: torch.Tensor) -> bool:
     """Weight decay applies to weight matrices and kernels; not to biases, norms (1-D) nor embeddings/tokens."""
-    return parameter.ndim >= 2 and not any(token in name for token in _NO_DECAY_TOKENS)
+    return parameter.ndim >= 2 and not any(token in name for token in NO_DECAY_TOKENS)
 
 
 def parameter_groups(model: nn.Module, args: FaceRecTrainingArguments) -> list[dict]:

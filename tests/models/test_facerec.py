@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+import transformers
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, Dinov2Model
 
 import hf_facerec
@@ -232,7 +233,7 @@ def test_trust_remote_code_loads_without_the_package(name, tmp_path):
     FaceRecImageProcessor().save_pretrained(tmp_path)
     np.save(tmp_path / "input.npy", pixel_values.numpy())
     np.save(tmp_path / "expected.npy", expected)
-    assert (tmp_path / "modeling_facerec.py").exists() and (tmp_path / "heads.py").exists()
+    assert all((tmp_path / name).exists() for name in ("modeling_facerec.py", "heads.py", "margins.py", "backbones.py"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     result = subprocess.run(
         [sys.executable, "-c", _REMOTE_CODE_CHECK, str(tmp_path)], capture_output=True, text=True, env=env,
@@ -246,3 +247,18 @@ def test_trust_remote_code_loads_without_the_package(name, tmp_path):
 
 def test_package_exports():
     assert hf_facerec.FaceRecModel is FaceRecModel and callable(hf_facerec.FaceEmbedder)
+
+
+@pytest.mark.parametrize(
+    ("config", "width"),
+    [
+        (transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 40], depths=[1, 1, 1, 1]), 40),
+        (transformers.SwinConfig(embed_dim=16, depths=[1, 1], num_heads=[1, 2]), 32),
+        (transformers.ViTConfig(hidden_size=48), 48),
+        (transformers.RegNetConfig(hidden_sizes=[8, 16, 24, 56]), 56),  # not in the table: stage widths
+    ],
+)
+def test_feature_width_reads_the_family_table(config, width):
+    from hf_facerec.models.backbones import feature_width
+
+    assert feature_width(config) == width
