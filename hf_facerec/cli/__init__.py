@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
+from pathlib import Path
 
 # name -> (module, one-line help). Keep sorted by name.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,6 +38,28 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, ImportError)
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """argparse, but a usage error is the policy's one line (the full usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+
+
+def model_source(value: str) -> str:
+    """argparse type of ``--model``: a saved model folder (with config.json) or something shaped like a Hub id."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise argparse.ArgumentTypeError(f"{value} is not a saved model folder (no config.json)")
+        return str(path)
+    if path.exists() or not _HUB_ID.match(value) or value.startswith((".", "~")):
+        raise argparse.ArgumentTypeError(f"model folder not found: {value} (and it is not a Hub id)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-facerec", description="Face recognition on Hugging Face backbones.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -52,6 +76,13 @@ def _message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def _close_progress_bars() -> None:
+    """End the bars an error interrupted, so the error starts its own line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -60,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv else 2
     name = argv[0]
     module = importlib.import_module(_COMMANDS[name][0])
-    command_parser = argparse.ArgumentParser(prog=f"hf-facerec {name}", description=_COMMANDS[name][1])
+    command_parser = _CommandParser(prog=f"hf-facerec {name}", description=_COMMANDS[name][1])
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
     try:
@@ -68,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if os.environ.get("HF_FACEREC_TRACEBACK"):
             raise
+        _close_progress_bars()
         print(f"hf-facerec {name}: error: {_message(error)}", file=sys.stderr)
         return 2
 

@@ -74,4 +74,7 @@ def run(args: argparse.Namespace) -> int:
             **common,
         )
     print(json.dumps({"source": str(source), "format": kind, **asdict(report)}, indent=2))
+    if report.num_images == 0:  # nothing usable: a failure, not an empty dataset
+        example = f", e.g. {report.skipped[0]}" if report.skipped else ""
+        raise ValueError(f"no image of {source} could be converted ({report.num_skipped} did not decode{example})")
     return 0

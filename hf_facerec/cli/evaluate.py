@@ -18,6 +18,8 @@ import logging
 
 from hf_facerec.benchmarks.registry import BENCHMARKS
 
+from . import model_source
+
 
 def _far(text: str) -> float:
     value = float(text)
@@ -35,7 +37,7 @@ def _positive_int(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``evaluate`` sub-command's options."""
-    parser.add_argument("--model", required=True, help="saved FaceRec model folder or Hub id")
+    parser.add_argument("--model", required=True, type=model_source, help="saved FaceRec model folder or Hub id")
     parser.add_argument(
         "--benchmarks", default="",
         help=f"comma-separated benchmark names: {','.join(BENCHMARKS)} (absent ones are reported as skipped)",

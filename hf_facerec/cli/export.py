@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 
+from . import model_source
+
 FORMATS = ("onnx",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("format", choices=FORMATS, help="export format")
-    parser.add_argument("--model", required=True, help="saved model folder or Hub id")
+    parser.add_argument("--model", required=True, type=model_source, help="saved model folder or Hub id")
     parser.add_argument("--output", default=None, help="output file (default: MODEL/onnx/model.onnx)")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--atol", type=float, default=1e-4, help="max |torch - onnxruntime| allowed")

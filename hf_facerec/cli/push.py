@@ -14,9 +14,11 @@ import argparse
 import os
 from pathlib import Path
 
+from . import model_source
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="saved model folder (config.json + weights)")
+    parser.add_argument("--model", required=True, type=model_source, help="saved model folder (config.json + weights)")
     parser.add_argument("--repo-id", required=True, help="Hub repository, e.g. org/name")
     parser.add_argument("--results", default=None, help="results.json of `hf-facerec evaluate` or `quickstart`")
     parser.add_argument("--private", action="store_true", help="create the repository private")

@@ -160,6 +160,8 @@ def align_folder(
 
     report = AlignFolderReport()
     jobs = _plan_jobs(src, dst, _FORMATS[image_format], overwrite, report)
+    if report.total == 0:
+        raise ValueError(f"no images found under {src} (searched recursively for image files)")
     dst.mkdir(parents=True, exist_ok=True)
     config = {
         "detector": detector, "detector_kwargs": detector_kwargs or {}, "template": template,

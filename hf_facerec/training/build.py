@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -159,18 +160,53 @@ def _read_config(path: str | None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise ValueError(f"config must be a .yaml, .yml or .json file, got {path}")
     text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config {path} is not valid JSON: {error}") from None
+    else:
         import yaml
 
-        data = yaml.safe_load(text)
-    elif path.suffix.lower() == ".json":
-        data = json.loads(text)
-    else:
-        raise ValueError(f"config must be a .yaml, .yml or .json file, got {path}")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"config {path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config {path} must hold a mapping of argument names to values")
-    return data
+    hints = {name: hint for dtype in _dataclass_types() for name, hint in get_type_hints(dtype).items()}
+    return {key: _coerce(key, value, hints.get(key), path) for key, value in data.items()}
+
+
+def _coerce(name: str, value: Any, hint: Any, source: Path) -> Any:
+    """A config value of a scalar field as that field's type, as its flag would parse it; else a clear error.
+
+    YAML reads ``1e-4`` (no dot) as a string, so numeric strings are converted; anything else of the wrong kind
+    (``learning_rate: abc``, a list for an int) raises ``ValueError`` naming the file and the key.
+    """
+    accepted = set(typing.get_args(hint) or (hint,))
+    scalar = {int, float, bool} & accepted
+    if value is None or not scalar or str in accepted:
+        return value
+    kind = bool if bool in scalar else int if int in scalar and float not in scalar else float
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is float or float(value).is_integer():
+            return kind(value)
+    elif isinstance(value, str):
+        try:
+            return kind(value) if kind is float else int(value, 10)
+        except ValueError:
+            pass
+    raise ValueError(f"config {source}: {name} must be {'an' if kind is int else 'a'} {kind.__name__}, got {value!r}")
 
 
 def parse_train_arguments(args: argparse.Namespace | list[str]):
