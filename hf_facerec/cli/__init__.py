@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -45,19 +44,22 @@ class _CommandParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
-
-
 def model_source(value: str) -> str:
-    """argparse type of ``--model``: a saved model folder (with config.json) or something shaped like a Hub id."""
+    """argparse type of ``--model``: a saved model folder (with config.json) or a valid Hub id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     path = Path(value).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise argparse.ArgumentTypeError(f"{value} is not a saved model folder (no config.json)")
         return str(path)
-    if path.exists() or not _HUB_ID.match(value) or value.startswith((".", "~")):
-        raise argparse.ArgumentTypeError(f"model folder not found: {value} (and it is not a Hub id)")
-    return value
+    if not path.exists():  # a file is neither a model folder nor a Hub id
+        try:
+            validate_repo_id(value)
+            return value
+        except HFValidationError:
+            pass
+    raise argparse.ArgumentTypeError(f"model folder not found: {value} (and it is not a Hub id)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,9 +80,11 @@ def _message(error: BaseException) -> str:
 
 def _close_progress_bars() -> None:
     """End the bars an error interrupted, so the error starts its own line."""
-    tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
-        bar.close()
+    if "tqdm" in sys.modules:  # only if a bar could be open
+        from tqdm import tqdm
+
+        for bar in list(tqdm._instances):
+            bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:

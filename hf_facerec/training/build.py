@@ -192,20 +192,18 @@ def _coerce(name: str, value: Any, hint: Any, source: Path) -> Any:
     scalar = {int, float, bool} & accepted
     if value is None or not scalar or str in accepted:
         return value
-    kind = bool if bool in scalar else int if int in scalar and float not in scalar else float
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if kind is float or float(value).is_integer():
+    from transformers.hf_argparser import string_to_bool
+
+    kind = bool if bool in scalar else int if float not in scalar else float
+    try:
+        if kind is bool:
+            return value if isinstance(value, bool) else string_to_bool(value)  # the flag's own parser
+        if isinstance(value, str):
+            return float(value) if kind is float else int(value, 10)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or value == int(value)):
             return kind(value)
-    elif isinstance(value, str):
-        try:
-            return kind(value) if kind is float else int(value, 10)
-        except ValueError:
-            pass
+    except (ValueError, OverflowError, AttributeError, argparse.ArgumentTypeError):
+        pass
     raise ValueError(f"config {source}: {name} must be {'an' if kind is int else 'a'} {kind.__name__}, got {value!r}")
 
 
@@ -276,10 +274,9 @@ def build_model(model_args: ModelArguments, num_identities: int, finetune_mode: 
         for key, value in overrides.items():
             setattr(preset, key, value)
         return FaceRecForMarginClassification(FaceRecConfig(backbone_config=preset, **fields))
-    if finetune_mode == "scratch":
-        config = FaceRecConfig.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
-        return FaceRecForMarginClassification(config)
     config = FaceRecConfig.from_backbone(model_args.backbone, config_kwargs=overrides, **fields)
+    if finetune_mode == "scratch":
+        return FaceRecForMarginClassification(config)
     return FaceRecForMarginClassification(config, backbone=load_pretrained_backbone(model_args.backbone, config))
 
 
