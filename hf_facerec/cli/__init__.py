@@ -1,6 +1,7 @@
 """The ``hf-facerec`` command line: one entry point, one module per command, one error policy.
 
-Each command module of this package exposes ``add_arguments(parser)`` and ``run(args) -> int``; the
+Each command module of this package exposes ``add_arguments(parser)`` and ``run(args) -> int`` (and may define
+``parse_arguments(parser, argv)`` when another parser reads its flags, as ``train``'s `HfArgumentParser`); the
 modules are imported only when their command is chosen, so ``hf-facerec --help`` stays fast and an
 optional extra (e.g. ``[align]``) is only needed for the command that uses it. The work itself lives
 in the library (``hf_facerec.data``, ``.training``, ``.benchmarks``, ``.hub``); a command parses,
@@ -97,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(_COMMANDS[name][0])
     command_parser = _CommandParser(prog=f"hf-facerec {name}", description=_COMMANDS[name][1])
     module.add_arguments(command_parser)
-    args = command_parser.parse_args(argv[1:])
     try:
+        if hasattr(module, "parse_arguments"):
+            args = module.parse_arguments(command_parser, argv[1:])
+        else:
+            args = command_parser.parse_args(argv[1:])
         return int(module.run(args) or 0)
     except USER_ERRORS as error:
         if os.environ.get("HF_FACEREC_TRACEBACK"):

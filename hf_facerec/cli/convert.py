@@ -15,8 +15,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from hf_facerec.data.convert import folder_to_parquet, recordio_to_parquet
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="a .rec file, a folder holding train.rec, or an <identity>/<image> folder")
@@ -52,6 +50,8 @@ def _resolve_source(source: Path, kind: str) -> tuple[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hf_facerec.data.convert import folder_to_parquet, recordio_to_parquet  # datasets + pyarrow: not for --help
+
     kind, source = _resolve_source(Path(args.source), args.format)
     common = dict(
         shard_size=args.shard_size,

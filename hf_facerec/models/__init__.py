@@ -1,5 +1,7 @@
 """Model families: FaceRec (backbone + heads), IResNet, MobileFaceNet, the margin heads and the image processor.
 
+Importing this package registers the families with the transformers Auto classes (:mod:`.registration`).
+
 Files here are flat (no sub-packages) on purpose: transformers' remote-code loader copies a model's files flat
 next to the checkpoint and follows only single-dot relative imports, so ``trust_remote_code=True`` works for
 checkpoints whose backbone is IResNet or MobileFaceNet too.
@@ -20,6 +22,9 @@ from .modeling_facerec import (
 )
 from .modeling_iresnet import IResNetModel
 from .modeling_mobilefacenet import MobileFaceNetModel
+from .registration import register_auto_classes
+
+register_auto_classes()
 
 __all__ = [
     "FaceRecConfig",

@@ -9,19 +9,17 @@ centers and the verification pair sets evaluated during training. Defaults that 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from transformers import TrainingArguments
 
-__all__ = ["FaceRecTrainingArguments", "FINETUNE_MODES", "PEFT_METHODS"]
+from .options import FINETUNE_MODES, PEFT_METHODS, FaceRecTrainingOptions, is_finite_number
 
-FINETUNE_MODES = ("full", "lora", "linear_probe", "scratch")
-PEFT_METHODS = ("lora", "dora", "loha")
+__all__ = ["FaceRecTrainingArguments", "FINETUNE_MODES", "PEFT_METHODS", "is_finite_number"]
 
 
 @dataclass
-class FaceRecTrainingArguments(TrainingArguments):
+class FaceRecTrainingArguments(FaceRecTrainingOptions, TrainingArguments):
     """`TrainingArguments` + what [`FaceRecTrainer`] needs to fine-tune a face recognizer.
 
     Finetune modes (applied once, by `prepare_model_for_finetuning`):
@@ -37,60 +35,6 @@ class FaceRecTrainingArguments(TrainingArguments):
     The margin head is the model's (`FaceRecConfig.margin_type`, ...): set it when building the model
     (`ModelArguments` on the command line, `from_pretrained(..., margin_type=...)` in code).
     """
-
-    finetune_mode: str = field(
-        default="full",
-        metadata={"help": "How the backbone trains.", "choices": list(FINETUNE_MODES)},
-    )
-    peft_method: str = field(
-        default="lora",
-        metadata={
-            "help": "PEFT method for finetune_mode=lora: lora, dora (LoRA with weight decomposition) or loha.",
-            "choices": list(PEFT_METHODS),
-        },
-    )
-    lora_rank: int = field(default=16, metadata={"help": "Adapter rank r."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "Adapter alpha (scaling alpha/sqrt(r) with rsLoRA)."})
-    lora_dropout: float = field(
-        default=0.25,
-        metadata={"help": "Dropout on the adapter input (LoRA/DoRA); LoHa uses it as its rank dropout."},
-    )
-    use_rslora: bool = field(
-        default=True, metadata={"help": "Rank-stabilised LoRA scaling alpha/sqrt(r) (LoRA/DoRA only)."}
-    )
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Backbone module names (suffixes) the adapter wraps; default: resolved per backbone family "
-            "(attention q_proj/v_proj for ViT, DINOv2, CLIP, Swin; block convolutions for CNNs)."
-        },
-    )
-    shard_class_centers: bool = field(
-        default=False,
-        metadata={"help": "Shard the class centers across processes (each rank holds 1/world of them)."},
-    )
-    head_learning_rate: float | None = field(
-        default=None,
-        metadata={"help": "Learning rate of the embedding head and the margin head (None: learning_rate)."},
-    )
-    backbone_learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate of the backbone / its adapter (None: learning_rate)."}
-    )
-    verification_pairs: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Pair sets evaluated at each evaluation, as paths or name=path (metrics "
-            "eval_<name>_accuracy, ...)."
-        },
-    )
-    verification_flip: str = field(
-        default="sum",
-        metadata={"help": "Flip test-time augmentation for verification.", "choices": ["none", "sum", "concat"]},
-    )
-    remove_unused_columns: bool = field(
-        default=False,
-        metadata={"help": "Kept False: face datasets use set_transform, whose output columns the Trainer cannot see."},
-    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -132,6 +76,3 @@ class FaceRecTrainingArguments(TrainingArguments):
     def uses_peft(self) -> bool:
         return self.finetune_mode == "lora"
 
-
-def is_finite_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

@@ -16,8 +16,6 @@ Writes to `output_dir`: checkpoints (`checkpoint-N`), the final merged `FaceRecM
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import json
 import logging
 import re
@@ -30,7 +28,7 @@ __all__ = [
     "ModelArguments",
     "DataArguments",
     "BACKBONE_PRESETS",
-    "add_arguments",
+    "train_argument_parser",
     "parse_train_arguments",
     "build_model",
     "load_train_dataset",
@@ -131,27 +129,29 @@ def _dataclass_types() -> tuple[type, ...]:
 # ---------------------------------------------------------------------------------------------------------------
 # Argument parsing: flags override the config file
 # ---------------------------------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `--config` and every field of the three argument dataclasses to `parser`.
-
-    Field flags default to "not given" (`argparse.SUPPRESS`), so `parse_train_arguments` can tell a flag typed on
-    the command line (which overrides the config file) from a dataclass default.
-    """
+def train_argument_parser(parser_class: type | None = None, **parser_kwargs):
+    """`HfArgumentParser` over the three argument dataclasses, plus `--config` and `--help-all` (the full help)."""
     from transformers import HfArgumentParser
 
+    parser = (parser_class or HfArgumentParser)(_dataclass_types(), **parser_kwargs)
     parser.add_argument("--config", default=None, help="YAML or JSON file with any of the arguments below.")
-    for dtype in _dataclass_types():
-        group = parser.add_argument_group(dtype.__name__)
-        hints = get_type_hints(dtype)
-        before = len(parser._actions)
-        for data_field in dataclasses.fields(dtype):
-            if data_field.init:
-                # A copy: the parser narrows `type` in place (Optional[X] -> X).
-                data_field = copy.copy(data_field)
-                data_field.type = hints[data_field.name]
-                HfArgumentParser._parse_dataclass_field(group, data_field)
-        for action in parser._actions[before:]:
-            action.default = argparse.SUPPRESS
+    parser.add_argument("--help-all", action="help", help="show this message (every flag) and exit")
+    return parser
+
+
+def parse_train_arguments(argv: list[str], parser=None):
+    """`(ModelArguments, DataArguments, FaceRecTrainingArguments)` from argv: `--config`'s values, then the flags.
+
+    The config file's values become the parser's defaults (`set_defaults`, TRL's pattern), so a flag typed on the
+    command line overrides them. Raises `ValueError` on unknown keys in the config file.
+    """
+    parser = parser or train_argument_parser()
+    config_path = argparse.ArgumentParser(add_help=False)
+    config_path.add_argument("--config", default=None)
+    values = _read_config(config_path.parse_known_args(argv)[0].config)
+    parser.set_defaults(**values)
+    *arguments, _ = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)  # _: the --config namespace
+    return tuple(arguments)
 
 
 def _read_config(path: str | None) -> dict[str, Any]:
@@ -179,7 +179,10 @@ def _read_config(path: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"config {path} must hold a mapping of argument names to values")
     hints = {name: hint for dtype in _dataclass_types() for name, hint in get_type_hints(dtype).items()}
-    return {key: _coerce(key, value, hints.get(key), path) for key, value in data.items()}
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ValueError(f"config {path}: unknown keys {unknown} (see hf-facerec train --help-all)")
+    return {key: _coerce(key, value, hints[key], path) for key, value in data.items()}
 
 
 def _coerce(name: str, value: Any, hint: Any, source: Path) -> Any:
@@ -205,22 +208,6 @@ def _coerce(name: str, value: Any, hint: Any, source: Path) -> Any:
     except (ValueError, OverflowError, AttributeError, argparse.ArgumentTypeError):
         pass
     raise ValueError(f"config {source}: {name} must be {'an' if kind is int else 'a'} {kind.__name__}, got {value!r}")
-
-
-def parse_train_arguments(args: argparse.Namespace | list[str]):
-    """`(ModelArguments, DataArguments, FaceRecTrainingArguments)` from a namespace of `add_arguments` (or argv).
-
-    Raises `ValueError` on unknown keys in the config file.
-    """
-    from transformers import HfArgumentParser
-
-    if not isinstance(args, argparse.Namespace):
-        parser = argparse.ArgumentParser()
-        add_arguments(parser)
-        args = parser.parse_args(args)
-    values = _read_config(getattr(args, "config", None))
-    values.update({key: value for key, value in vars(args).items() if key != "config"})
-    return HfArgumentParser(_dataclass_types()).parse_dict(values)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -145,11 +145,9 @@ def test_presets_build_from_config():
 
 def test_train_command_in_process(tmp_path):
     """`run` end to end (2 steps, lora, an identity folder of tiny PNGs): adapter, merged model and processor."""
-    import argparse
-
     from PIL import Image
 
-    from hf_facerec.cli.train import add_arguments, run
+    from hf_facerec.cli import main
 
     rng = torch.Generator().manual_seed(0)
     for identity in ("alice", "bob", "carol"):
@@ -160,13 +158,10 @@ def test_train_command_in_process(tmp_path):
     dataset = load_train_dataset(parse_train_arguments(["--train_dir", str(tmp_path / "faces")])[1], 32, 0)
     assert len(dataset) == 6 and dataset.features["label"].names == ["alice", "bob", "carol"]
 
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     out = tmp_path / "run"
-    args = parser.parse_args(["--config", str(TINY_CONFIG), "--train_dir", str(tmp_path / "faces"),
+    assert main(["train", "--config", str(TINY_CONFIG), "--train_dir", str(tmp_path / "faces"),
                               "--train_dataset", "", "--image_size", "32", "--max_steps", "2", "--save_steps", "1",
-                              "--finetune_mode", "lora", "--output_dir", str(out)])
-    assert run(args) == 0
+                              "--finetune_mode", "lora", "--output_dir", str(out)]) == 0
     assert {"model.safetensors", "preprocessor_config.json", "config.json", "train_results.json", "checkpoint-2",
             "adapter"} <= {p.name for p in out.iterdir()}
     assert (out / "adapter" / "adapter_config.json").is_file()
