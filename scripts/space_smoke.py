@@ -106,14 +106,14 @@ def main(argv=None) -> int:
 
         imported = time.perf_counter()
         detector_model = os.environ.get("FACEREC_DETECTOR_MODEL") or (str(yunet) if yunet and not args.browser_only else None)
-        # a named model without thresholds or results is not calibrated on synthetic cartoons: the checks
-        # compare scores (same pair > different pair), and the Verify tab falls back to the custom threshold
-        demo = load_demo(model, detector_model=detector_model, calibration_pairs=0 if model else 200)
+        # a named model without thresholds or results is uncalibrated (never calibrated on synthetic cartoons): the
+        # checks compare scores (same pair > different pair) and the Verify text must say "UNCALIBRATED"
+        demo = load_demo(model, detector_model=detector_model)
         loaded = time.perf_counter()
         # real sample photos only in the full check (a CI screenshot under outputs/ must not hold real faces)
         examples = (str(samples / "obama.jpg"), str(samples / "obama2.jpg")) if have_samples else None
         app = app_module.build_app(demo, examples=examples, tab=args.tab)
-        app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, max_file_size=app_module.MAX_FILE_SIZE)
+        app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app_module.LAUNCH_KWARGS)
         ready = time.perf_counter()
         print(f"start-up: imports {imported - started:.1f} s, model + detector {loaded - imported:.1f} s, "
               f"Blocks + launch {ready - loaded:.1f} s, total {ready - started:.1f} s "
@@ -139,18 +139,21 @@ def _drive(url: str, samples: Path | None, demo, check, custom: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         bogus = Path(folder) / "notes.jpg"
         bogus.write_text("not an image")
-        text = client.predict(handle_file(str(bogus)), handle_file(str(bogus)), custom, 0.5, 0, 0,
+        text = client.predict(handle_file(str(bogus)), handle_file(str(bogus)), custom, 0.3, 0, 0,
                               api_name="/verify")[-1]
         check("not an image" in text, f"non-image upload -> friendly message ({text[:60]!r})")
     if samples is None:
         print("skip  sample-photo checks: no ../shared/data/samples")
         return
     point = demo.operating_points[0].label if demo.operating_points else custom
+    threshold = demo.point(None).threshold  # the first calibrated point, else the labelled uncalibrated default
     scores = {}
     for name, other in (("same", "obama2.jpg"), ("different", "biden.jpg")):
         began = time.perf_counter()
-        result = client.predict(handle_file(str(samples / "obama.jpg")), handle_file(str(samples / other)), point, 0.5, 0, 0,
-                                api_name="/verify")
+        result = client.predict(handle_file(str(samples / "obama.jpg")), handle_file(str(samples / other)), point,
+                                threshold, 0, 0, api_name="/verify")
+        if not demo.calibrated:
+            check("UNCALIBRATED" in result[-1] and "FAR" not in result[-1], f"{name} pair: uncalibrated threshold said so")
         elapsed = time.perf_counter() - began
         scores[name] = float(result[-1].split("similarity ")[1].split()[0])
         print(f"      {name} pair obama/{other}: {result[-1].splitlines()[0]} [{elapsed * 1000:.0f} ms through gradio_client]")
@@ -158,9 +161,15 @@ def _drive(url: str, samples: Path | None, demo, check, custom: str) -> None:
     began = time.perf_counter()
     demo.verify(samples / "obama.jpg", samples / "obama2.jpg")
     print(f"      in-process verification latency {1000 * (time.perf_counter() - began):.0f} ms (2 detections + 2 embeddings)")
-    two = client.predict(handle_file(str(samples / "two_people.jpg")), handle_file(str(samples / "biden.jpg")), point, 0.5, 0, 0,
-                         api_name="/verify")[-1]
+    two = client.predict(handle_file(str(samples / "two_people.jpg")), handle_file(str(samples / "biden.jpg")), point,
+                         threshold, 0, 0, api_name="/verify")[-1]
     check("2 faces found" in two, "two-face photo -> 'several faces' note")
+    try:
+        client.predict(handle_file(str(samples / "two_people.jpg")), handle_file(str(samples / "biden.jpg")), point,
+                       threshold, 3, 0, api_name="/verify")
+        check(False, "face number 3 of a two-face photo -> a clear error")
+    except Exception as err:  # noqa: BLE001 - gradio_client's AppError carries the gr.Error message
+        check("pick a face number from 1 to 2" in str(err), f"face number 3 of a two-face photo -> {str(err)[:70]!r}")
     info = client.predict([handle_file(str(samples / "obama3.jpg")), handle_file(str(samples / "biden2.jpg"))],
                           api_name="/build_gallery")
     check("2 identities" in info, f"gallery built: {info.splitlines()[0]}")

@@ -1,5 +1,6 @@
 """The Gradio Space's logic, testable without a browser: :mod:`.core` (model loading, the tabs' verbs),
-:mod:`.operating_points` (thresholds), :mod:`.uploads` (files users give), :mod:`.dashboard` (the bias tab).
+:mod:`.operating_points` (thresholds, and what is honest to show), :mod:`.uploads` (files users give),
+:mod:`.dashboard` (the bias and Model tabs), :mod:`.examples` (synthetic example photos rendered at start-up).
 ``spaces/facerec-demo/app.py`` holds only the layout."""
 
 from hf_facerec.demo.core import *  # noqa: F401,F403

@@ -8,9 +8,12 @@
   ONNX file, else dlib, whose weights come from PyPI: the Space starts with no network.
 * :class:`FaceRecDemo` does the tabs' work: detect + align + embed (:meth:`~FaceRecDemo.find_faces`), verify two
   photos at an operating point (:meth:`~FaceRecDemo.verify`), build a per-session gallery and search it.
-* Operating points (threshold + the FAR it was set for) come from the model config's ``verification_thresholds``
-  when present, else from the model's results JSON (bias reports' TAR@FAR thresholds, the EER threshold), else from
-  a small calibration on synthetic pairs (:func:`evaluate_synthetic`).
+* Operating points (threshold + the FAR it was set for, + the pairs it was measured on) come from the model config's
+  ``verification_thresholds`` (``hf_facerec.hub.calibration``) when present, else from the model's results JSON (bias
+  reports' TAR@FAR thresholds, the EER threshold). Only the SYNTHETIC default model (the untrained fallback, or a
+  quickstart model trained on synthetic faces) is calibrated on, and shows figures of, synthetic drawings
+  (:func:`evaluate_synthetic`); any other model without calibration decides at an UNCALIBRATED custom threshold,
+  and the Space says so.
 
 Every problem a user can cause raises :class:`SpaceInputError` with a message written for them.
 """
@@ -27,11 +30,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from hf_facerec.demo.operating_points import (
+    UNCALIBRATED_THRESHOLD,
+    FaceIndexError,
     OperatingPoint,
     SpaceInputError,
     operating_points_from_config,
     operating_points_from_results,
+    trained_on_synthetic,
+    uncalibrated_point,
     verification_reports,
+    without_synthetic,
 )
 from hf_facerec.data.align import AlignedFace, FaceAligner
 from hf_facerec.data.detectors.base import FaceDetector, build_detector
@@ -47,9 +55,10 @@ MAX_IMAGE_PIXELS = 25_000_000
 _PREVIEW_SIDE = 768
 
 __all__ = [
-    "DEFAULT_MODEL_DIR", "DETECTOR_ENV_VAR", "MAX_IMAGE_PIXELS", "MODEL_ENV_VAR", "FaceRecDemo", "FoundFaces",
-    "Gallery", "OperatingPoint", "SpaceInputError", "VerifyResult", "build_untrained_model", "evaluate_synthetic",
-    "load_demo", "operating_points_from_config", "operating_points_from_results", "verification_reports",
+    "DEFAULT_MODEL_DIR", "DETECTOR_ENV_VAR", "MAX_IMAGE_PIXELS", "MODEL_ENV_VAR", "UNCALIBRATED_THRESHOLD",
+    "FaceIndexError", "FaceRecDemo", "FoundFaces", "Gallery", "OperatingPoint", "SpaceInputError", "VerifyResult",
+    "build_untrained_model", "evaluate_synthetic", "face_number", "load_demo", "operating_points_from_config",
+    "operating_points_from_results", "verification_reports",
 ]
 
 
@@ -102,8 +111,8 @@ def load_demo(
     Args:
         model: a Hub id or a folder; default ``$FACEREC_MODEL``, then :data:`DEFAULT_MODEL_DIR`, then an untrained model.
         detector: a ready detector (tests pass a stub); default from ``detector_model`` / ``$FACEREC_DETECTOR_MODEL``.
-        calibration_pairs: synthetic pairs used to set operating points (and fill the bias and benchmark tables)
-            when the model has neither ``verification_thresholds`` nor a results JSON; 0 disables the calibration.
+        calibration_pairs: synthetic pairs used to set operating points (and fill the bias and benchmark tables) of
+            the untrained fallback model, the only model for which synthetic drawings are a fair test; 0 disables it.
     """
     from hf_facerec.embedding import FLIP_MODES, FaceEmbedder
 
@@ -116,21 +125,24 @@ def load_demo(
         card = _read_text(os.fspath(name), "README.md") or f"No model card found for `{name}`."
         results_text = _read_text(os.fspath(name), "results.json", parents=True)
         results = json.loads(results_text) if results_text else None
-        source = os.fspath(name)
+        source, synthetic, hidden = os.fspath(name), trained_on_synthetic(results), []
+        if not synthetic:  # drawings say nothing about a model for real photos: neither figures nor thresholds
+            results, hidden = without_synthetic(results)
     else:
         embedder = FaceEmbedder(build_untrained_model(), flip="sum", batch_size=32)
         card = ("**Untrained demo model.** No `FACEREC_MODEL` was set and no `outputs/quickstart/model` exists, so the "
                 "Space built a small ViT with random weights: every tab works, but the scores say nothing about "
                 "identity. Set `FACEREC_MODEL` to a Hub id or a folder (e.g. the output of `hf-facerec quickstart`).")
-        results, source = None, "untrained ViT (random weights)"
+        results, source, synthetic, hidden = None, "untrained ViT (random weights)", True, []
     points = operating_points_from_config(embedder.model.config)
     if results is not None and not points:
         points = operating_points_from_results(results)
-    if not points and results is None and calibration_pairs > 0:  # nothing measured for this model: measure a little
+    if synthetic and not points and results is None and calibration_pairs > 0:  # the synthetic model: measure a little
         results = evaluate_synthetic(embedder, n_pairs=calibration_pairs)
         eer = [p for p in operating_points_from_results(results) if p.name.startswith("EER")]
         points = operating_points_from_config(results, "synthetic pairs") + eer
-    return FaceRecDemo(embedder, detector or _default_detector(detector_model), points, card, results, source)
+    return FaceRecDemo(embedder, detector or _default_detector(detector_model), points, card, results, source,
+                       synthetic=synthetic, hidden_benchmarks=hidden)
 
 
 def evaluate_synthetic(embedder, n_pairs: int = 300, far: float = 0.1, seed: int = 0) -> dict:
@@ -178,6 +190,24 @@ def evaluate_synthetic(embedder, n_pairs: int = 300, far: float = 0.1, seed: int
 # ---- faces, verification, identification ---------------------------------------------------------
 
 
+def face_number(value, what: str = "the photo") -> int:
+    """A face number as typed (None / "" = 0, 2, 2.0, "2") -> int >= 0 (0 = the largest face, 1-based otherwise).
+
+    Raises:
+        FaceIndexError: NaN, a fraction, a negative number or text, naming the photo it was for.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not np.isfinite(number) or number != int(number) or number < 0:
+        raise FaceIndexError(f"The face number for {what} must be a whole number: 0 for the largest face, 1, 2, ... "
+                             f"to pick another; got {value!r}.")
+    return int(number)
+
+
 @dataclass
 class FoundFaces:
     """The faces of one photo: ``faces`` largest first, ``chosen`` the index used, ``note`` what the user should know."""
@@ -222,7 +252,10 @@ class VerifyResult:
 
     def summary(self) -> str:
         verdict = "**Same person**" if self.same else "**Different people**"
-        far = f"set for a false accept rate of {self.point.far:g}" if self.point.far is not None else "not tied to a FAR"
+        if self.point.calibrated:
+            far = f"set for a false accept rate of {self.point.far:g}"
+        else:  # a bare number: say so, so nobody reads it as a measured operating point
+            far = "UNCALIBRATED: no false accept rate is known for this threshold"
         notes = "".join(f"\n\n{n}" for n in (self.first.note, self.second.note) if n)
         return (f"{verdict}: similarity {self.score:.3f} {'>=' if self.same else '<'} threshold {self.point.threshold:.3f} "
                 f"({self.point.name}, {far}; {self.point.source}).{notes}")
@@ -248,33 +281,44 @@ class FaceRecDemo:
     Args:
         embedder: a :class:`~hf_facerec.FaceEmbedder` (flip TTA as configured there).
         detector: any :class:`~hf_facerec.data.detectors.base.FaceDetector`.
-        operating_points: thresholds offered in the Verify tab (a custom threshold is always possible).
+        operating_points: thresholds measured for this model, offered in the Verify tab (a custom, uncalibrated
+            threshold is always possible; with none, it is the only choice).
         card, results, model_source: shown in the Model and Bias tabs.
+        synthetic: the model is the synthetic default (untrained, or trained on synthetic faces): synthetic figures
+            and the synthetic bias evaluation are shown for it only.
+        hidden_benchmarks: synthetic benchmarks removed from ``results`` (the Model tab says so).
     """
 
     def __init__(self, embedder, detector: FaceDetector, operating_points: Sequence[OperatingPoint], card: str = "",
                  results: dict | None = None, model_source: str = "", min_score: float = 0.5,
-                 max_pixels: int = MAX_IMAGE_PIXELS):
+                 max_pixels: int = MAX_IMAGE_PIXELS, synthetic: bool = False, hidden_benchmarks: Sequence[str] = ()):
         self.embedder, self.detector = embedder, detector
         self.aligner = FaceAligner.for_face_size(embedder.model.config.face_size, detector, policy="largest",
                                                  min_score=min_score)
         self.operating_points = list(operating_points)
         self.card, self.results, self.model_source, self.max_pixels = card, results, model_source, max_pixels
+        self.synthetic, self.hidden_benchmarks = synthetic, list(hidden_benchmarks)
+
+    @property
+    def calibrated(self) -> bool:
+        """True when some threshold was measured for this model."""
+        return any(p.calibrated for p in self.operating_points)
 
     def point(self, choice: str | float | OperatingPoint | None) -> OperatingPoint:
-        """An operating point from its label or name, a bare threshold, or None (the first point, else 0.5)."""
+        """An operating point from its label or name, a bare threshold (uncalibrated), or None (the first point;
+        without any, the uncalibrated default :data:`UNCALIBRATED_THRESHOLD`)."""
         if isinstance(choice, OperatingPoint):
             return choice
         if isinstance(choice, (int, float)) and not isinstance(choice, bool):
-            if not -1.0 <= choice <= 1.0:
+            if not -1.0 <= choice <= 1.0:  # also refuses NaN
                 raise SpaceInputError(f"A cosine threshold lies in [-1, 1]; got {choice}.")
-            return OperatingPoint("custom", float(choice), None, "set by you")
+            return uncalibrated_point(choice)
         for p in self.operating_points:
             if choice in (p.label, p.name):
                 return p
         if choice:
             raise SpaceInputError(f"Unknown operating point {choice!r}; choose one of {[p.name for p in self.operating_points]}.")
-        return self.operating_points[0] if self.operating_points else OperatingPoint("default", 0.5, None, "no calibration")
+        return self.operating_points[0] if self.operating_points else uncalibrated_point(UNCALIBRATED_THRESHOLD)
 
     def _load(self, source, what: str) -> Image.Image:
         if source is None:
@@ -286,19 +330,21 @@ class FaceRecDemo:
                 raise SpaceInputError(f"{what.capitalize()} is too large: at most {self.max_pixels / 1e6:g} megapixels, please.") from err
             raise SpaceInputError(f"{what.capitalize()} is not an image we can read (JPEG, PNG, WebP, ...).") from err
 
-    def find_faces(self, source, what: str = "the photo", pick: int = 0) -> FoundFaces:
+    def find_faces(self, source, what: str = "the photo", pick=0) -> FoundFaces:
         """Detect and align every face; keep face ``pick`` (1-based, largest first; 0 = the largest).
 
         Raises:
-            SpaceInputError: no readable image, no face, or ``pick`` beyond the faces found.
+            FaceIndexError: ``pick`` is not a whole number >= 0 (checked before any detection) or beyond the faces found.
+            SpaceInputError: no readable image or no face.
         """
+        pick = face_number(pick, what)
         image = self._load(source, what)
         faces = sorted(self.aligner.align_all(image), key=lambda f: -f.detection.area)
         if not faces:
             raise SpaceInputError(f"No face found in {what}. Use a photo with a clear, roughly frontal face.")
-        pick = int(pick or 0)
-        if not 0 <= pick <= len(faces):
-            raise SpaceInputError(f"{what.capitalize()} has {len(faces)} face(s); pick a face number from 1 to {len(faces)} (0 = largest).")
+        if pick > len(faces):
+            raise FaceIndexError(f"Face number {pick} for {what}, which has {len(faces)} face(s): pick a face number "
+                                 f"from 1 to {len(faces)} (0 = largest).")
         chosen = max(pick - 1, 0)
         note = ""
         if len(faces) > 1:
@@ -310,9 +356,10 @@ class FaceRecDemo:
         """(N, D) unit embeddings of aligned crops."""
         return self.embedder(list(crops), progress=False)
 
-    def verify(self, source1, source2, point=None, pick1: int = 0, pick2: int = 0) -> VerifyResult:
+    def verify(self, source1, source2, point=None, pick1=0, pick2=0) -> VerifyResult:
         """Compare the chosen faces of two photos; decide at ``point`` (see :meth:`point`)."""
         operating_point = self.point(point)
+        pick1, pick2 = face_number(pick1, "the first photo"), face_number(pick2, "the second photo")  # before any work
         first = self.find_faces(source1, "the first photo", pick1)
         second = self.find_faces(source2, "the second photo", pick2)
         embeddings = self.embed([first.crop, second.crop])
@@ -341,7 +388,7 @@ class FaceRecDemo:
         counts = np.unique(np.asarray(names), return_counts=True)[1]
         return Gallery([str(i) for i in ids], templates, counts.tolist(), skipped)
 
-    def identify(self, probe, gallery: Gallery | None, k: int = 5, pick: int = 0) -> tuple[FoundFaces, list[tuple[str, float]]]:
+    def identify(self, probe, gallery: Gallery | None, k: int = 5, pick=0) -> tuple[FoundFaces, list[tuple[str, float]]]:
         """Top-``k`` identities of the probe's chosen face: ``[(name, cosine score)]``, best first."""
         from hf_facerec.evaluation.identification import top_k
 

@@ -1,4 +1,5 @@
-"""Bias dashboard and Model tab content: results JSON in, bar charts and markdown tables out.
+"""Bias dashboard and Model tab content: results JSON in, bar charts and markdown tables out; what the Verify and
+Model tabs say about the model's calibration (:func:`calibration_note`, :func:`model_tab`).
 
 Accepts both results formats of the package: the benchmark runner's ``results.json``
 (``benchmarks.<name>.bias.<grouping>``, see ``hf_facerec.benchmarks.runner``) and the quickstart / Space summary
@@ -16,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from hf_facerec.evaluation import plot_group_bars
-from hf_facerec.demo.operating_points import SpaceInputError, verification_reports
+from hf_facerec.demo.operating_points import UNCALIBRATED_THRESHOLD, SpaceInputError, far_flag, verification_reports
 
 MAX_RESULTS_BYTES = 20 * 2**20
 _LEGEND = ("STD: spread of per-group accuracy; SER: worst / best error; FDR: 1 = fair (de Freitas Pereira & Marcel "
@@ -101,8 +102,34 @@ def benchmark_table(results: Mapping | None) -> str:
         tar = v.get("tar_at_far") or {}
         pairs = (v.get("n_genuine") or 0) + (v.get("n_impostor") or 0)
         lines.append(f"| {name} | {_fmt(v.get('accuracy'), True)} | {_fmt(v.get('accuracy_std'), True)} | {_fmt(v.get('eer'), True)} "
-                     f"| {_fmt(v.get('auc'))} | " + " | ".join(_fmt(tar.get(f)) for f in fars) + f" | {pairs} |")
+                     f"| {_fmt(v.get('auc'))} | " + " | ".join(_fmt(tar.get(f)) + far_flag(v, f) for f in fars) + f" | {pairs} |")
     return "\n".join(lines)
+
+
+def calibration_note(demo) -> str:
+    """One paragraph for the Verify tab: where the thresholds were measured, or that there are none (uncalibrated)."""
+    sources = sorted({p.source for p in demo.operating_points if p.calibrated})
+    if sources:
+        return f"Operating points measured for this model on: {', '.join(sources)}."
+    return (f"**Uncalibrated model.** No threshold was measured for `{demo.model_source}` (no `verification_thresholds` "
+            f"in its config, no results JSON), so decisions use the custom threshold, default "
+            f"{UNCALIBRATED_THRESHOLD:.2f}: a typical value, NOT measured for this model, so no false accept rate is "
+            "known. Calibrate it on real pairs with `hf_facerec.hub.calibration` (`hf-facerec push --calibrate-pairs`).")
+
+
+def model_tab(demo) -> str:
+    """Markdown of the Model tab: benchmarks (synthetic ones only for the synthetic model), operating points, card."""
+    hidden = ""
+    if demo.hidden_benchmarks:
+        hidden = (f"\n\nNot shown: {', '.join(demo.hidden_benchmarks)} (figures on synthetic drawings say nothing about "
+                  "a model for real photos).")
+    if demo.calibrated:
+        rows = "\n".join(f"| {p.name} | {p.threshold:.4f} | {p.source} |" for p in demo.operating_points)
+        points = f"| point | threshold | measured on |\n|---|---|---|\n{rows}"
+    else:
+        points = calibration_note(demo)
+    return (f"## Benchmarks\n{benchmark_table(demo.results)}{hidden}\n\n## Operating points\n{points}\n\n"
+            f"## Model card\n{strip_front_matter(demo.card)}")
 
 
 def strip_front_matter(card: str) -> str:

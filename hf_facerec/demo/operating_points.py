@@ -1,5 +1,8 @@
 """Operating points of the Space: thresholds on cosine similarity and where they come from (a model config's
-calibration, a results JSON's bias reports and EER, or a small synthetic calibration)."""
+calibration, a results JSON's bias reports and EER, or a small synthetic calibration), and what is honest to show:
+synthetic-drawing figures belong to the synthetic default model only (:func:`without_synthetic`), a model with no
+calibration gets an UNCALIBRATED custom threshold (:func:`uncalibrated_point`), and FAR-based figures measured on too
+few impostor pairs are flagged in one place (:func:`far_flag`)."""
 
 from __future__ import annotations
 
@@ -10,13 +13,24 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "OperatingPoint", "SpaceInputError", "operating_points_from_config", "operating_points_from_results",
-    "verification_reports",
+    "SYNTHETIC_BENCHMARK", "UNCALIBRATED_THRESHOLD", "FaceIndexError", "OperatingPoint", "SpaceInputError", "far_flag",
+    "is_synthetic_benchmark", "operating_points_from_config", "operating_points_from_results", "trained_on_synthetic",
+    "uncalibrated_point", "verification_reports", "without_synthetic",
 ]
+
+#: The benchmark name of pairs drawn by ``hf_facerec.data.synthetic`` (cartoons: they say nothing about real photos).
+SYNTHETIC_BENCHMARK = "synthetic"
+#: Default of the custom threshold of a model with no calibration: a typical cosine threshold of margin-trained
+#: models (the MobileFaceNet of the smoke test has 0.256 at LFW's EER), NOT measured for the model in use.
+UNCALIBRATED_THRESHOLD = 0.3
 
 
 class SpaceInputError(ValueError):
     """A problem with what the user gave (no face, not an image, empty gallery, ...); the message is for them."""
+
+
+class FaceIndexError(SpaceInputError):
+    """A face number that is not a whole number >= 0 or beyond the faces found; the message is for the user."""
 
 
 # ---- operating points ---------------------------------------------------------------------------
@@ -37,6 +51,27 @@ class OperatingPoint:
     @property
     def label(self) -> str:
         return f"{self.name}: threshold {self.threshold:.3f} ({self.source})"
+
+    @property
+    def calibrated(self) -> bool:
+        """True when the threshold was measured for this model (tied to a FAR or an EER on named pairs)."""
+        return self.far is not None
+
+
+def uncalibrated_point(threshold: float = UNCALIBRATED_THRESHOLD) -> OperatingPoint:
+    """A threshold the user set (or the labelled default), measured on nothing: no FAR is known for it."""
+    return OperatingPoint("custom", float(threshold), None, "set by you, not measured for this model")
+
+
+def far_flag(report: Mapping | None, far: float | str) -> str:
+    """The one place the Space flags a FAR-based figure (TAR@FAR, threshold at FAR) of ``report`` that its impostor
+    pairs cannot support: ``" (unmeasurable: N impostor pairs < 1/FAR)"``, else ``""``. Evaluation's own small-sample
+    flags, when its reports carry them, belong here too, so every table and label shows them the same way."""
+    n_impostor = (report or {}).get("n_impostor")
+    far = _far_from_key(far)
+    if far is None or not isinstance(n_impostor, (int, float)) or far * n_impostor >= 1:
+        return ""
+    return f" (unmeasurable: {int(n_impostor)} impostor pairs < 1/FAR)"
 
 
 def _far_from_key(key) -> float | None:
@@ -70,6 +105,15 @@ def operating_points_from_config(config, source: str | None = None) -> list[Oper
     return sorted(points, key=lambda p: p.far)
 
 
+def _summary_benchmark(results: Mapping) -> str:
+    """The benchmark of a quickstart / Space summary: ``benchmark_name``, else read from its ``data`` description
+    (quickstart on ``--data/--pairs`` is real data, not synthetic)."""
+    if results.get("benchmark_name"):
+        return str(results["benchmark_name"])
+    data = str(results.get("data") or "")
+    return SYNTHETIC_BENCHMARK if data.startswith("synthetic") else ("quickstart" if data else "unnamed")
+
+
 def verification_reports(results: Mapping) -> dict[str, dict]:
     """``{benchmark: {"verification": ..., "bias": {grouping: report}}}`` from a runner results JSON
     (``benchmarks``) or a quickstart summary (``results.verification`` / ``results.bias``)."""
@@ -78,9 +122,32 @@ def verification_reports(results: Mapping) -> dict[str, dict]:
     inner = results.get("results", results)
     if isinstance(inner, Mapping) and isinstance(inner.get("verification"), Mapping):
         bias = inner.get("bias")
-        name = results.get("benchmark_name", "synthetic")
-        return {name: {"verification": inner["verification"], "bias": {"group": bias} if bias else {}}}
+        return {_summary_benchmark(results): {"verification": inner["verification"], "bias": {"group": bias} if bias else {}}}
     return {}
+
+
+def is_synthetic_benchmark(name: str) -> bool:
+    """``synthetic``, ``synthetic_hard``, ``Synthetic pairs`` ... : a benchmark of drawn faces."""
+    return str(name).lower().startswith(SYNTHETIC_BENCHMARK)
+
+
+def trained_on_synthetic(results: Mapping | None) -> bool:
+    """True for a quickstart summary of a model TRAINED on synthetic faces (its own evaluation is synthetic too)."""
+    return bool(results) and "training" in results and str(results.get("data") or "").startswith("synthetic")
+
+
+def without_synthetic(results: Mapping | None) -> tuple[dict | None, list[str]]:
+    """``(results without synthetic benchmarks or None when nothing is left, names of those removed)``: figures on
+    drawings say nothing about a model meant for real photos, so the Space shows them for the synthetic model only."""
+    if not results:
+        return None, []
+    dropped = [name for name in verification_reports(results) if is_synthetic_benchmark(name)]
+    if not dropped:
+        return dict(results), []
+    if isinstance(results.get("benchmarks"), Mapping):
+        kept = {k: v for k, v in results["benchmarks"].items() if k not in dropped}
+        return ({**results, "benchmarks": kept} if kept else None), dropped
+    return None, dropped  # a summary holds one benchmark: the synthetic one
 
 
 def operating_points_from_results(results: Mapping) -> list[OperatingPoint]:

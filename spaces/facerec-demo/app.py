@@ -18,13 +18,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
 
-from hf_facerec.demo import FaceRecDemo, SpaceInputError, load_demo
+from hf_facerec.demo import UNCALIBRATED_THRESHOLD, FaceIndexError, FaceRecDemo, SpaceInputError, load_demo
 from hf_facerec.demo import dashboard as dash
+from hf_facerec.demo.examples import write_examples
 from hf_facerec.demo.uploads import delete_uploads, gallery_items, keep_uploads, read_upload
 
 #: Upload limit per file, enforced by gradio before our code runs.
 MAX_FILE_SIZE = "20mb"
-CUSTOM = "Custom threshold (slider)"
+#: How the Space launches: the upload limit, and the message of an unexpected error shown (not a bare "Error").
+LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "show_error": True}
+CUSTOM = "Custom threshold (slider; uncalibrated)"
 #: Derived images (annotated photos, crops, charts) live in gradio's cache for the browser to fetch: swept every
 #: 5 minutes, removing files older than 10 minutes. Uploads themselves are deleted when each request ends.
 DELETE_CACHE = (300, 600)
@@ -37,14 +40,17 @@ def _photo(payload, what: str) -> bytes:
 
 def _friendly(n_outputs: int, keep: bool = False):
     """Turn a SpaceInputError into a gr.Warning toast plus the message in the handler's last (text) output; the
-    other outputs are cleared (stale results would mislead) or, with ``keep``, left as they are. Every uploaded
-    file among the arguments is deleted when the handler is done, whatever the outcome."""
+    other outputs are cleared (stale results would mislead) or, with ``keep``, left as they are. A bad face number
+    is a wrong control value, like gradio's own range checks: a gr.Error, the results on screen left as they are.
+    Every uploaded file among the arguments is deleted when the handler is done, whatever the outcome."""
 
     def wrap(fn):
         @functools.wraps(fn)
         def run(*args):
             try:
                 return fn(*args)
+            except FaceIndexError as err:
+                raise gr.Error(str(err), title="Face number", print_exception=False) from err  # a user error: no log traceback
             except SpaceInputError as err:
                 gr.Warning(str(err))
                 rest = [gr.skip() if keep else None for _ in range(n_outputs - 1)]
@@ -65,6 +71,7 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
 
     ``examples``: two photo paths pre-filled in the Verify tab with their verification computed at build time (a
     finished result on the first screen; the smoke test's browser check uses it). ``tab``: the tab shown first.
+    The Verify tab also offers the bundled synthetic faces (``hf_facerec.demo.examples``) as ``gr.Examples``.
     """
     if tab not in TABS:
         raise ValueError(f"tab must be one of {TABS}, got {tab!r}")
@@ -74,7 +81,7 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
     def verify(image1, image2, choice, custom, face1, face2):
         point = float(custom) if choice == CUSTOM else choice
         first, second = _photo(image1, "the first photo"), _photo(image2, "the second photo")
-        result = demo.verify(first, second, point, int(face1 or 0), int(face2 or 0))
+        result = demo.verify(first, second, point, face1, face2)
         return (result.first.annotated(), result.second.annotated(), result.first.crop, result.second.crop, result.summary())
 
     @_friendly(2)
@@ -86,7 +93,7 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
 
     @_friendly(3)
     def identify(probe, gallery, face):
-        found, ranked = demo.identify(_photo(probe, "the probe photo"), gallery, k=5, pick=int(face or 0))
+        found, ranked = demo.identify(_photo(probe, "the probe photo"), gallery, k=5, pick=face)
         rows = "\n".join(f"| {rank} | {name} | {score:.3f} |" for rank, (name, score) in enumerate(ranked, 1))
         note = f"\n\n{found.note}" if found.note else ""
         return found.annotated(), found.crop, f"| rank | identity | similarity |\n|---|---|---|\n{rows}{note}"
@@ -108,6 +115,9 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
     def run_bias(n_pairs, far):
         from hf_facerec.demo import evaluate_synthetic
 
+        if not demo.synthetic:  # the button is hidden then; an API call gets the reason
+            raise SpaceInputError("The synthetic bias evaluation is offered for the synthetic demo model only: drawn "
+                                  "faces say nothing about a model for real photos. Load a results JSON instead.")
         try:
             summary = evaluate_synthetic(demo.embedder, n_pairs=int(n_pairs), far=float(far))
         except ValueError as err:  # e.g. a FAR the impostor pairs cannot resolve
@@ -136,14 +146,21 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
                 with gr.Row():
                     first_photo, second_photo = examples or (None, None)
                     image1, image2 = image(first_photo, label="First photo"), image(second_photo, label="Second photo")
+                gr.Markdown(dash.calibration_note(demo))
                 with gr.Row():
-                    choice = gr.Dropdown(choices, value=choices[0], label="Operating point (threshold set for a false accept rate)")
-                    custom = gr.Slider(-1.0, 1.0, value=0.5, step=0.01, label="Custom threshold (cosine)")
+                    calibrated = "threshold measured for a false accept rate" if demo.calibrated else "none calibrated for this model"
+                    choice = gr.Dropdown(choices, value=choices[0], label=f"Operating point ({calibrated})")
+                    custom = gr.Slider(-1.0, 1.0, value=UNCALIBRATED_THRESHOLD, step=0.01,
+                                       label="Custom threshold (cosine; UNCALIBRATED: not measured for this model)")
                     face1 = gr.Number(0, precision=0, minimum=0, label="Face in photo 1 (0 = largest)")
                     face2 = gr.Number(0, precision=0, minimum=0, label="Face in photo 2 (0 = largest)")
                 button = gr.Button("Verify", variant="primary")
+                rows, labels = write_examples(demo.detector)
+                if rows:  # synthetic faces only: nobody's photo ships with the Space
+                    gr.Examples(rows, [image1, image2, face1, face2], label="Examples (synthetic faces, nobody's face)",
+                                example_labels=labels, cache_examples=False)
                 # the examples' result is computed once here, so the first screen shows a finished verification
-                ready = verify(*examples, choices[0], 0.5, 0, 0) if examples else (None,) * 5
+                ready = verify(*examples, choices[0], UNCALIBRATED_THRESHOLD, 0, 0) if examples else (None,) * 5
                 with gr.Row():
                     shown1, shown2 = gr.Image(ready[0], label="Faces found (1)", height=360), gr.Image(ready[1], label="Faces found (2)", height=360)
                     crop1 = gr.Image(ready[2], label="Aligned crop 1", height=160)
@@ -171,7 +188,7 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
                 reports = gr.State(initial)
                 with gr.Row():
                     results_file = gr.File(file_types=[".json"], label="Results JSON (hf-facerec evaluate / quickstart)")
-                    with gr.Column():
+                    with gr.Column(visible=demo.synthetic):  # synthetic figures for the synthetic model only
                         n_pairs = gr.Slider(200, 1000, value=300, step=20, label="Synthetic pairs")
                         far = gr.Dropdown([0.1, 0.05, 0.02], value=0.1, label="FAR of the global threshold")
                         run = gr.Button("Run a small bias evaluation (synthetic groups A, B, C)")
@@ -184,9 +201,7 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
                 run.click(run_bias, [n_pairs, far], outputs, api_name="run_bias", preprocess=False)
                 picked.change(select_report, [picked, reports], [*bars, table], api_name="select_report", preprocess=False)
             with gr.Tab("Model", id="Model"):
-                points = "\n".join(f"| {p.name} | {p.threshold:.4f} | {p.source} |" for p in demo.operating_points)
-                gr.Markdown(f"## Benchmarks\n{dash.benchmark_table(demo.results)}\n\n## Operating points\n"
-                            f"| point | threshold | from |\n|---|---|---|\n{points}\n\n## Model card\n{dash.strip_front_matter(demo.card)}")
+                gr.Markdown(dash.model_tab(demo))
     # gradio's cache is content-addressed: an upload equal to a default value (an example photo) is the same file,
     # which delete_uploads must then keep
     keep_uploads(path for block in app.blocks.values() for path in getattr(block, "keep_in_cache", ()))
@@ -194,9 +209,9 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
 
 
 def launch(demo: FaceRecDemo | None = None, **kwargs) -> gr.Blocks:
-    """Build and launch the app with the Space's upload limit; ``kwargs`` go to ``Blocks.launch``."""
+    """Build and launch the app with :data:`LAUNCH_KWARGS`; ``kwargs`` (added or overriding) go to ``Blocks.launch``."""
     app = build_app(demo or load_demo())
-    app.launch(max_file_size=MAX_FILE_SIZE, **kwargs)
+    app.launch(**{**LAUNCH_KWARGS, **kwargs})
     return app
 
 

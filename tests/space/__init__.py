@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from hf_facerec.data.detectors.base import Detection, FaceDetector
-from hf_facerec.data.synthetic import identity_rng, image_rng, render_identity_image, sample_identity
+from hf_facerec.demo.examples import compose_faces
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "spaces" / "facerec-demo"
 
@@ -42,21 +42,26 @@ class KnownFacesDetector(FaceDetector):
 
 def synthetic_photo(detector: KnownFacesDetector, faces: list[tuple[int, int, int]], path: Path | None = None,
                     background: int = 150) -> np.ndarray:
-    """A grey canvas with synthetic faces ``(identity, image index, size in px)`` side by side, registered in
-    ``detector`` with their true boxes and landmarks; saved as PNG to ``path`` when given. Returns (H, W, 3) uint8."""
-    height = max(size for _, _, size in faces) + 40
-    canvas = np.full((height, sum(size + 40 for _, _, size in faces) + 40, 3), background, dtype=np.uint8)
-    detections, x = [], 40
-    for identity, index, size in faces:
-        image, landmarks = render_identity_image(sample_identity(identity_rng(7, identity)), image_rng(7, identity, index), size)
-        canvas[20:20 + size, x:x + size] = image
-        offset = np.array([x, 20], dtype=np.float64)
-        detections.append(Detection(box=[x, 20, x + size, 20 + size], score=0.99, landmarks=landmarks + offset))
-        x += size + 40
+    """A grey canvas with synthetic faces ``(identity, image index, size in px)`` side by side
+    (:func:`hf_facerec.demo.examples.compose_faces`), registered in ``detector`` with their true boxes and landmarks;
+    saved as PNG to ``path`` when given. Returns (H, W, 3) uint8."""
+    canvas, detections = compose_faces(faces, background)
     detector.register(canvas, detections)
     if path is not None:
         Image.fromarray(canvas).save(path)
     return canvas
+
+
+def register_examples(detector: KnownFacesDetector) -> None:
+    """Make ``detector`` find the faces of the Space's bundled examples (as YuNet does): a detector that finds every
+    face makes :func:`hf_facerec.demo.examples.example_photos` use the first candidate identities, 0, 1, 2."""
+    from hf_facerec.demo import examples
+
+    for identity in (0, 1, 2):
+        for index in (0, 1):
+            synthetic_photo(detector, [(identity, index, examples._SIZE)])
+            for other in (0, 1, 2):
+                synthetic_photo(detector, [(other, 0, 120), (identity, index, examples._SIZE)])
 
 
 def load_space_module(name: str):

@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-from hf_facerec.demo import load_demo
-from tests.space import KnownFacesDetector, load_space_module, synthetic_photo
+from hf_facerec.demo import build_untrained_model, load_demo
+from tests.space import KnownFacesDetector, load_space_module, register_examples, synthetic_photo
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +29,11 @@ def space(tmp_path_factory):
         patch.delenv("FACEREC_MODEL", raising=False)
         patch.chdir(tmp_path_factory.mktemp("cwd"))  # no outputs/quickstart/model: the offline fallback
         detector = KnownFacesDetector()
+        register_examples(detector)  # finds the bundled examples' faces, as YuNet does
         demo = load_demo(detector=detector)  # untrained model + calibration on 200 synthetic pairs
         app_module = load_space_module("app")
         app = app_module.build_app(demo)
-        app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, max_file_size=app_module.MAX_FILE_SIZE)
+        app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app_module.LAUNCH_KWARGS)
         try:
             yield SimpleNamespace(app=app, demo=demo, detector=detector, files=files, uploads=uploads,
                                   client=Client(app.local_url, verbose=False), module=app_module)
@@ -128,3 +131,50 @@ def test_bias_dashboard_loads_a_results_json_and_refuses_other_files(space):
 def test_run_bias_with_too_few_pairs_says_so(space):
     text = space.client.predict(60, 0.1, api_name="/run_bias")[-1]
     assert text.startswith("⚠️ Too few pairs for a bias report")
+
+
+def _components(app, kind):
+    return [c.get("props", {}) for c in app.config["components"] if c.get("type") == kind]
+
+
+def test_bundled_examples_fill_the_verify_tab_and_pick_face_two(space):
+    (examples,) = _components(space.app, "dataset")
+    assert len(examples["samples"]) == 3 and examples["sample_labels"][2].startswith("Two-face photo")
+    assert space.app.show_error is True  # launched as the Space launches: unexpected errors show their message
+    rows, _ = space.module.write_examples(space.detector)
+    two_faces, photo, face1, face2 = rows[2]
+    text = space.client.predict(handle_file(two_faces), handle_file(photo), space.demo.operating_points[0].label, 0.3,
+                                face1, face2, api_name="/verify")[-1]
+    assert "2 faces found in the first photo; using face 2 (green, your pick)" in text
+    assert Path(examples["samples"][2][0]["path"]).is_file(), "an example file must survive a request that used it"
+
+
+def test_bad_face_number_is_a_clear_gradio_error(space):
+    synthetic_photo(space.detector, [(4, 0, 80), (5, 0, 128)], space.files / "two.png")
+    with pytest.raises(AppError, match="Face number 3 for the first photo, which has 2 face"):
+        space.client.predict(handle_file(str(space.files / "two.png")), handle_file(str(space.files / "two.png")),
+                             space.module.CUSTOM, 0.3, 3, 0, api_name="/verify")
+    with pytest.raises(AppError, match="face number for the second photo must be a whole number"):
+        space.client.predict(handle_file(str(space.files / "two.png")), handle_file(str(space.files / "two.png")),
+                             space.module.CUSTOM, 0.3, 0, -2, api_name="/verify")
+
+
+def test_model_without_thresholds_says_uncalibrated_end_to_end(space, tmp_path):
+    """What the user saw: a real model without stored thresholds labelled "FAR 0.01" and "synthetic 86.50%"."""
+    model_dir = tmp_path / "casia"
+    build_untrained_model(seed=1).save_pretrained(model_dir)
+    demo = load_demo(model_dir, detector=space.detector)
+    app = space.module.build_app(demo)
+    app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **space.module.LAUNCH_KWARGS)
+    try:
+        (dropdown,) = [c for c in _components(app, "dropdown") if "Operating point" in str(c.get("label"))]
+        assert [choice[0] for choice in dropdown["choices"]] == [space.module.CUSTOM]
+        markdown = " ".join(str(c.get("value")) for c in _components(app, "markdown"))
+        assert "Uncalibrated model" in markdown and "| synthetic |" not in markdown and "FAR 0.01" not in markdown
+        synthetic_photo(space.detector, [(1, 0, 112)], space.files / "one.png")
+        text = Client(app.local_url, verbose=False).predict(
+            handle_file(str(space.files / "one.png")), handle_file(str(space.files / "one.png")), space.module.CUSTOM,
+            0.3, 0, 0, api_name="/verify")[-1]
+        assert "threshold 0.300 (custom, UNCALIBRATED" in text and "FAR 0.01" not in text, text
+    finally:
+        app.close()

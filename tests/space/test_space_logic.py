@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from hf_facerec import FaceEmbedder
 from hf_facerec.data.align import align_face
 from hf_facerec.evaluation import bias_report, verification_report
 from hf_facerec.demo import (
+    FaceIndexError,
     FaceRecDemo,
     OperatingPoint,
     SpaceInputError,
@@ -24,7 +26,8 @@ from hf_facerec.demo import (
     operating_points_from_config,
     operating_points_from_results,
 )
-from tests.space import KnownFacesDetector, load_space_module, synthetic_photo
+from hf_facerec.demo.operating_points import far_flag
+from tests.space import KnownFacesDetector, load_space_module, register_examples, synthetic_photo
 
 from hf_facerec.demo import dashboard as dash  # noqa: E402
 from hf_facerec.demo import uploads  # noqa: E402
@@ -68,9 +71,13 @@ def test_operating_points_from_quickstart_and_runner_results():
     scores, labels, groups = _grouped_scores()
     verification = verification_report(scores, labels)
     bias = bias_report(scores, labels, groups, far=0.1)
-    quickstart = {"results": {"verification": verification, "bias": bias}}
+    quickstart = {"data": "synthetic identities (hf_facerec.data.synthetic, seed 0): ...",
+                  "results": {"verification": verification, "bias": bias}}
+    real_quickstart = {"data": "1000 images of 50 identities from lfw/; evaluation on 600 pairs of pairs.txt",
+                       "results": {"verification": verification, "bias": bias}}
     runner = {"benchmarks": {"lfw": {"verification": verification, "bias": {"gender": bias, "broken": {"error": "x"}}}}}
-    for results, source in ((quickstart, "synthetic pairs"), (runner, "lfw pairs")):
+    # a quickstart on --data/--pairs is real data: not labelled (nor hidden as) synthetic
+    for results, source in ((quickstart, "synthetic pairs"), (real_quickstart, "quickstart pairs"), (runner, "lfw pairs")):
         points = operating_points_from_results(results)
         names = [p.name for p in points]
         assert "FAR 0.1" in names and any(n.startswith("EER") for n in names)
@@ -299,3 +306,93 @@ def test_real_photos_with_the_offline_dlib_detector(shared_data, embedder):
     pair = demo.find_faces(samples / "two_people.jpg")
     assert len(pair.faces) == 2 and "2 faces found" in pair.note
     assert pair.faces[0].detection.area >= pair.faces[1].detection.area
+
+
+# ---- honest answers: calibration, synthetic figures, face numbers, examples --------------------------------
+
+
+def _model_folder(tmp_path, results=None):
+    """A saved FaceRec model without ``verification_thresholds`` (what a converted CASIA checkpoint looks like),
+    with ``results`` as the results.json next to it."""
+    model_dir = tmp_path / "casia" / "model"
+    build_untrained_model(seed=1).save_pretrained(model_dir)
+    if results is not None:
+        (tmp_path / "casia" / "results.json").write_text(json.dumps(results))
+    return model_dir
+
+
+def test_model_without_thresholds_is_uncalibrated_not_far_on_drawings(tmp_path, monkeypatch):
+    """The issue: a real model without stored thresholds was decided at "FAR 0.01" measured on synthetic drawings."""
+    monkeypatch.setattr("hf_facerec.demo.core.evaluate_synthetic", lambda *a, **k: pytest.fail("calibrated on drawings"))
+    demo = load_demo(_model_folder(tmp_path), detector=KnownFacesDetector())  # default calibration_pairs=200
+    assert demo.operating_points == [] and not demo.calibrated and not demo.synthetic and demo.results is None
+    synthetic_photo(demo.detector, [(1, 0, 112)], tmp_path / "a.png")
+    synthetic_photo(demo.detector, [(2, 0, 112)], tmp_path / "b.png")
+    text = demo.verify(tmp_path / "a.png", tmp_path / "b.png").summary()
+    assert "UNCALIBRATED" in text and "threshold 0.300 (custom" in text and "FAR 0.01" not in text, text
+    assert "false accept rate of" not in demo.verify(tmp_path / "a.png", tmp_path / "b.png", 0.45).summary()
+    page = dash.model_tab(demo)
+    assert "Uncalibrated model" in page and "synthetic" not in page.lower() and "No benchmark results" in page
+
+
+def test_synthetic_figures_only_for_the_synthetic_model(tmp_path, embedder):
+    scores, labels, groups = _grouped_scores()
+    report = {"verification": verification_report(scores, labels), "bias": {"group": bias_report(scores, labels, groups, far=0.1)}}
+    runner = {"benchmarks": {"lfw": report, "synthetic": report}}
+    demo = load_demo(_model_folder(tmp_path, runner), detector=KnownFacesDetector())
+    page = dash.model_tab(demo)
+    assert "| lfw |" in page and "| synthetic |" not in page and "Not shown: synthetic" in page
+    assert {p.source for p in demo.operating_points} == {"lfw pairs"} and "lfw pairs" in dash.calibration_note(demo)
+    # a summary of the Space's own synthetic calibration beside a real model: nothing of it is shown or used
+    drawings = evaluate_synthetic(embedder, n_pairs=60)
+    (tmp_path / "casia" / "results.json").write_text(json.dumps(drawings, default=float))
+    real = load_demo(tmp_path / "casia" / "model", detector=KnownFacesDetector())
+    assert real.results is None and real.operating_points == [] and real.hidden_benchmarks == ["synthetic"]
+    # a quickstart model trained on synthetic faces is the synthetic model: its figures are its own
+    trained = {"data": "synthetic identities (hf_facerec.data.synthetic, seed 0): 300 training identities",
+               "training": {"steps": 600}, "results": runner["benchmarks"]["lfw"]}
+    (tmp_path / "casia" / "results.json").write_text(json.dumps(trained, default=float))
+    quick = load_demo(tmp_path / "casia" / "model", detector=KnownFacesDetector())
+    assert quick.synthetic and "| synthetic |" in dash.model_tab(quick) and quick.operating_points[0].source == "synthetic pairs"
+
+
+def test_stored_calibration_names_its_pair_set(tmp_path):
+    model_dir = _model_folder(tmp_path)
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(verification_thresholds={"1e-02": 0.21, "1e-03": 0.31}, threshold_pair_set="LFW View 2")
+    (model_dir / "config.json").write_text(json.dumps(config))
+    demo = load_demo(model_dir, detector=KnownFacesDetector())
+    synthetic_photo(demo.detector, [(1, 0, 112)], tmp_path / "a.png")
+    text = demo.verify(tmp_path / "a.png", tmp_path / "a.png").summary()
+    assert "threshold 0.310 (FAR 0.001, set for a false accept rate of 0.001; LFW View 2 pairs, model config)" in text
+    assert "UNCALIBRATED" not in text and "LFW View 2 pairs" in dash.model_tab(demo)
+
+
+@pytest.mark.parametrize("pick", [3, -1, 1.5, float("nan"), "two", True])
+def test_bad_face_number_is_a_face_index_error(demo, tmp_path, pick):
+    synthetic_photo(demo.detector, [(2, 0, 80), (3, 0, 128)], tmp_path / "two.png")
+    message = "from 1 to 2" if pick == 3 else "must be a whole number"
+    with pytest.raises(FaceIndexError, match=message):
+        demo.verify(tmp_path / "two.png", tmp_path / "two.png", pick1=0, pick2=pick)
+    assert demo.find_faces(tmp_path / "two.png", pick="2").chosen == 1 and demo.find_faces(tmp_path / "two.png", pick=2.0).chosen == 1
+
+
+def test_far_flag_marks_figures_beyond_the_impostor_pairs():
+    assert far_flag({"n_impostor": 30}, "1e-02") == " (unmeasurable: 30 impostor pairs < 1/FAR)"
+    assert far_flag({"n_impostor": 300}, 0.01) == "" and far_flag({}, 0.01) == "" and far_flag(None, "eer") == ""
+    table = dash.benchmark_table({"benchmarks": {"tiny": {"verification": {"n_genuine": 30, "n_impostor": 30,
+                                                                            "tar_at_far": {"1e-01": 0.5}}}}})
+    assert "| 0.5 |" in table and table.count("n/a (unmeasurable: 30 impostor pairs < 1/FAR)") == 2
+
+
+def test_bundled_examples_are_synthetic_and_deterministic(tmp_path):
+    from hf_facerec.demo.examples import write_examples
+
+    detector = KnownFacesDetector()
+    assert write_examples(detector, tmp_path / "none") == ([], [])  # a detector that finds nothing: no examples
+    register_examples(detector)
+    rows, labels = write_examples(detector, tmp_path / "a")
+    again, _ = write_examples(detector, tmp_path / "b")
+    assert len(rows) == 3 and [r[2:] for r in rows] == [[0, 0], [0, 0], [2, 0]] and "face 2" in labels[2]
+    for first, second in zip(rows, again):
+        assert all(Path(x).read_bytes() == Path(y).read_bytes() for x, y in zip(first[:2], second[:2]))
