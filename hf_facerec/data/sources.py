@@ -7,7 +7,8 @@
 - a folder holding ``.parquet`` files, e.g. what ``hf-facerec convert`` writes (``train-0000N-of-0000M.parquet``
   with the ``datasets`` features in their schema, so a ``ClassLabel`` of identity names comes back), a single
   ``.parquet`` file, or a glob of them: ``datasets.load_dataset("parquet", ...)``;
-- an image folder ``root/<identity>/<image>`` (label = folder name): :func:`hf_facerec.data.folders.load_identity_folder`;
+- an image folder ``root/<identity>/<image>`` (label = folder name):
+  :func:`hf_facerec.data.folders.load_identity_folder`;
 - anything else that is not a local path but is a valid Hub dataset id: ``datasets.load_dataset(id, split=split)``.
 
 The result has exactly two columns: ``image`` (``datasets.Image``) and ``label`` (``ClassLabel`` or integer). A
@@ -45,9 +46,9 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
-def _parquet_files(path: Path) -> list[str]:
-    """The .parquet files anywhere under a folder (hidden folders such as .cache skipped)."""
-    return sorted(str(p) for p in path.rglob("*.parquet") if not any(part.startswith(".") for part in p.relative_to(path).parts))
+def _has_nested_parquet(path: Path) -> bool:
+    """True when a .parquet file lies anywhere under the folder (hidden folders such as .cache skipped)."""
+    return any(not any(part.startswith(".") for part in p.relative_to(path).parts) for p in path.rglob("*.parquet"))
 
 
 def _has_identity_images(path: Path) -> bool:
@@ -115,7 +116,8 @@ def _normalise_columns(dataset: Dataset, source: str) -> Dataset:
     elif not isinstance(label, datasets.ClassLabel) and not (
         isinstance(label, datasets.Value) and label.dtype.startswith(("int", "uint"))
     ):
-        raise ValueError(f"train dataset {source!r}: column 'label' must hold integer or string identities, got {label}")
+        raise ValueError(f"train dataset {source!r}: column 'label' must hold integer or string identities, "
+                         f"got {label}")
     return dataset
 
 
@@ -161,7 +163,7 @@ def load_train_dataset(
             except FileNotFoundError as error:  # state.json without its arrow files
                 raise ValueError(f"train dataset {text!r}: the save_to_disk folder is incomplete: {error}") from error
             dataset = loaded.to_iterable_dataset() if streaming else loaded
-        elif top_parquet or _parquet_files(path):  # convert's output; a Hub snapshot keeps them in data/
+        elif top_parquet or _has_nested_parquet(path):  # convert's output; a Hub snapshot keeps them in data/
             dataset = _load_parquet([], str(path), text, split, streaming)
         else:
             raise _not_accepted(text, "the folder holds no .parquet file, no saved dataset and no identity subfolder "

@@ -62,6 +62,18 @@ def test_streaming(places, form):
     assert [row["label"] for row in dataset] == [0, 0, 1, 1, 2, 2]
 
 
+def test_hub_snapshot_folder_with_parquet_under_data(tmp_path, places):
+    """A downloaded dataset repo keeps its shards in data/ next to a README: found, split from the file names."""
+    import shutil
+
+    (tmp_path / "snapshot" / "data").mkdir(parents=True)
+    (tmp_path / "snapshot" / "README.md").write_text("# faces\n")
+    shutil.copy(places["parquet file"], tmp_path / "snapshot" / "data" / "train-00000-of-00001.parquet")
+    shutil.copy(places["parquet file"], tmp_path / "snapshot" / "data" / "test-00000-of-00001.parquet")
+    dataset = load_train_dataset(tmp_path / "snapshot", split="test")
+    assert len(dataset) == 6 and dataset.features["label"].names == NAMES
+
+
 def test_split_of_a_dataset_dict(places):
     assert len(load_train_dataset(places["save_to_disk dict"], split="test")) == 1
     with pytest.raises(ValueError, match=r"no split 'validation' \(splits: \['test', 'train'\]\)"):
