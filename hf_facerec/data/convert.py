@@ -2,7 +2,8 @@
 
 The output directory holds ``train-00000-of-0000N.parquet`` files with ``image`` (``Image``, the
 encoded bytes) and ``label`` columns and the ``datasets`` feature metadata in their schema, so
-``datasets.load_dataset("parquet", data_dir=output_dir, split="train")`` restores the features.
+``datasets.load_dataset("parquet", data_dir=output_dir, split="train")`` restores the features, and
+``hf-facerec train --train_dataset output_dir`` trains on it (:mod:`hf_facerec.data.sources`).
 Memory stays bounded: rows are written one row group at a time and shards are closed as they fill.
 Images that do not decode are skipped and counted (``ConversionReport``), not written.
 """

@@ -106,8 +106,9 @@ class DataArguments:
     train_dataset: str | None = field(
         default=None,
         metadata={
-            "help": "synthetic:N_IDENTITIES:N_IMAGES (procedural synthetic faces), or a folder written by "
-            "datasets.Dataset.save_to_disk with image and label columns."
+            "help": "synthetic:N_IDENTITIES:N_IMAGES (procedural synthetic faces), an `hf-facerec convert` output "
+            "folder, .parquet file(s) or a glob, an <identity>/<image> folder, a save_to_disk folder or a Hub "
+            "dataset id (image and label columns)."
         },
     )
     min_images_per_identity: int = field(default=1, metadata={"help": "Drop identities with fewer images."})
@@ -269,8 +270,6 @@ def build_model(model_args: ModelArguments, num_identities: int, finetune_mode: 
 
 def load_train_dataset(data_args: DataArguments, image_size: int, seed: int):
     """The training identities as a `datasets.Dataset` with `image` and `label` columns."""
-    import datasets
-
     if bool(data_args.train_dir) == bool(data_args.train_dataset):
         raise ValueError("Give exactly one of --train_dir and --train_dataset")
     if data_args.train_dir:
@@ -289,19 +288,13 @@ def load_train_dataset(data_args: DataArguments, image_size: int, seed: int):
         if data_args.max_identities is not None:
             num_identities = min(num_identities, data_args.max_identities)
         return make_synthetic_faces(num_identities, int(match.group(2)), image_size=image_size, seed=seed)
-    path = Path(data_args.train_dataset)
-    if not path.is_dir():
-        raise ValueError(
-            f"--train_dataset must be synthetic:N_IDENTITIES:N_IMAGES or a saved dataset folder, got "
-            f"{data_args.train_dataset!r}"
-        )
-    if data_args.max_identities is not None:
-        raise ValueError("--max_identities works with --train_dir and synthetic data, not a saved dataset folder")
-    dataset = datasets.load_from_disk(str(path))
-    missing = {"image", "label"} - set(dataset.column_names)
-    if missing:
-        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
-    return dataset
+    if data_args.train_dataset.startswith("synthetic:"):
+        raise ValueError(f"--train_dataset must be synthetic:N_IDENTITIES:N_IMAGES, got {data_args.train_dataset!r}")
+    from ..data.sources import load_train_dataset as load_source
+
+    # A convert output folder, Parquet file(s), an image folder, a save_to_disk folder or a Hub dataset id.
+    return load_source(data_args.train_dataset, min_images_per_identity=data_args.min_images_per_identity,
+                       max_identities=data_args.max_identities, identity_subset=data_args.identity_subset, seed=seed)
 
 
 def _num_identities(dataset) -> int:
