@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_facerec.data.detectors.base import Detection, FaceDetector
+from .base import Detection, FaceDetector
 
 #: Environment variable naming a ``shape_predictor_68_face_landmarks.dat`` file.
 DLIB_PREDICTOR_ENV_VAR = "HF_FACEREC_DLIB_PREDICTOR"
