@@ -350,7 +350,7 @@ class FaceAligner:
     ) -> "FaceAligner":
         """The aligner for a model whose input is ``face_size`` (height, width): the template of
         :func:`face_template`, at that size. ``detector_model`` is the YuNet ONNX file or the dlib
-        predictor when ``detector`` is a name or ``"auto"`` (see :func:`~hf_facerec.data.detectors.resolve_detector`)."""
+        predictor when ``detector`` is a name or ``"auto"`` (:func:`~hf_facerec.data.detectors.resolve_detector`)."""
         template, size = face_template(face_size)
         detector = resolve_detector(detector, detector_model, **dict(kwargs.pop("detector_kwargs", None) or {}))
         return cls(detector, template=template, output_size=size, policy=policy, min_score=min_score, **kwargs)

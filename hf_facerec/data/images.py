@@ -65,8 +65,8 @@ def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     """Open ``source`` and return it as a fully loaded RGB image with EXIF orientation applied.
 
     Args:
-        source: a file path (``str``/``PathLike``), an http(s) URL or base64 string, encoded bytes, a binary file object, a
-            ``PIL.Image.Image`` or a numpy array (see the module docstring for the accepted
+        source: a file path (``str``/``PathLike``), an http(s) URL or base64 string, encoded bytes, a
+            binary file object, a ``PIL.Image.Image`` or a numpy array (see the module docstring for the accepted
             shapes and dtypes).
         max_pixels: refuse encoded images with more than this many pixels (``width * height``)
             before decoding them; ``None`` disables the check (PIL's own hard limit of

@@ -9,6 +9,7 @@ with their own landmarks. The benchmark runner, push-time calibration and script
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 ALIGN_METHODS = ("none", "yunet", "dlib")
+logger = logging.getLogger(__name__)
 #: How :class:`FaceInput` treats an image: "auto" detects unless it is a face crop, "always" / "never" detects.
 ALIGN_MODES = ("auto", "always", "never")
 
@@ -106,12 +108,15 @@ class FaceInput:
         if self._aligner is None and self._detector is not None:
             self._aligner = FaceAligner.for_face_size(self.face_size, self._detector, self._detector_model,
                                                       policy=self.policy, min_score=self.min_score)
+            logger.info("photos that are not %dx%d crops are aligned with %r", *self.output_size, self._aligner)
         return self._aligner
 
     @property
     def detector_name(self) -> str | None:
         """Name of the detector used (``"dlib"``, ``"yunet"``, ...), None without one."""
-        return None if self.aligner is None else getattr(self.aligner.detector, "name", type(self.aligner.detector).__name__)
+        if self.aligner is None:
+            return None
+        return getattr(self.aligner.detector, "name", type(self.aligner.detector).__name__)
 
     def is_crop(self, size: tuple[int, int]) -> bool:
         """Whether an image of ``size`` (width, height) is taken as an aligned crop for this model."""
