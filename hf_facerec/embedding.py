@@ -1,4 +1,8 @@
-"""One-line face embedding for notebooks and services: images in, an (N, D) array of unit vectors out."""
+"""One-line face embedding for notebooks and services: images in, an (N, D) array of unit vectors out.
+
+Ordinary photos are detected and aligned by default (:class:`~hf_facerec.data.preprocess.FaceInput`: the
+template follows ``config.face_size``); inputs that already are crops of the model's face size skip detection.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .models import FaceRecImageProcessor, FaceRecModel
+from .data.preprocess import FaceInput
+from .models.image_processing_facerec import FaceRecImageProcessor
+from .models.modeling_facerec import FaceRecModel
 
 FLIP_MODES = ("none", "sum", "concat")
 
@@ -25,14 +31,23 @@ class FaceEmbedder:
         batch_size: images per forward pass.
         flip: test-time augmentation with the mirrored image: ``"none"``, ``"sum"`` (insightface: add the two
             feature vectors, then normalise) or ``"concat"`` (concatenate them, then normalise: D doubles).
-        preprocess: an optional callable applied to each loaded image first, e.g. a `FaceAligner` from
-            `hf_facerec.data.align` for photos that are not aligned crops yet.
+        preprocess: a callable applied to each loaded image instead of the detection below (the benchmark
+            runner hands in its own alignment / crops this way).
+        detector: how photos that are not ``config.face_size`` crops are aligned: ``"auto"`` (default: YuNet if
+            ``$HF_FACEREC_YUNET`` is set, else dlib, offline), ``"dlib"``, ``"yunet"``, a `FaceDetector` or
+            `FaceAligner`, or None (no detection: such images are resized whole, with a warning).
+        detector_model: the YuNet ``.onnx`` or dlib ``.dat`` file of a named detector.
+        policy, min_score: which face of a photo with several is kept, and the lowest detection score.
         device: where to run; defaults to the model's device.
+
+    Raises (when called):
+        NoFaceDetectedError: an input that is not a face crop and in which no face is found (named in the message).
 
     Example:
         >>> embedder = FaceEmbedder(model, flip="sum")
         >>> embeddings = embedder(["a.jpg", "b.jpg"])   # (2, D) float32 numpy array, rows of norm 1
         >>> float(embeddings[0] @ embeddings[1])        # cosine similarity
+        >>> embedder.detector_name                       # "dlib": the photos were detected and aligned
     """
 
     def __init__(
@@ -43,6 +58,10 @@ class FaceEmbedder:
         flip: str = "none",
         preprocess: Callable[[Any], Any] | None = None,
         device: str | torch.device | None = None,
+        detector: Any = "auto",
+        detector_model: str | os.PathLike | None = None,
+        policy: str = "largest",
+        min_score: float = 0.5,
     ):
         if flip not in FLIP_MODES:
             raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
@@ -56,6 +75,7 @@ class FaceEmbedder:
         self.batch_size = batch_size
         self.flip = flip
         self.preprocess = preprocess
+        self.faces = FaceInput(model.config.face_size, detector, detector_model, policy, min_score)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
 
     @classmethod
@@ -70,13 +90,22 @@ class FaceEmbedder:
             processor = None  # no preprocessor_config.json: derive one from the model config
         return cls(model, image_processor=processor, **kwargs)
 
-    def _load(self, image: Any, preprocess: Callable[[Any], Any] | None = None) -> Any:
+    @property
+    def detector_name(self) -> str | None:
+        """The detector that aligns photos (``"dlib"``, ``"yunet"``, ...), None without one or with a `preprocess`."""
+        faces = getattr(self, "faces", None)
+        return None if faces is None or self.preprocess is not None else faces.detector_name
+
+    def _load(self, image: Any, preprocess: Callable[[Any], Any] | None = None, name: str | None = None) -> Any:
         if isinstance(image, (str, os.PathLike, bytes)):
             from .data.images import load_rgb
 
-            image = load_rgb(image)
+            image = load_rgb(image)  # also URLs and base64 strings
         preprocess = self.preprocess if preprocess is None else preprocess
-        return preprocess(image) if preprocess is not None else image
+        if preprocess is not None:
+            return preprocess(image)
+        faces = getattr(self, "faces", None)  # subclasses without one (OnnxFaceEmbedder) take the image as it is
+        return image if faces is None else faces.face(image, name)[0]
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) processed pixels -> (B, D) features before normalisation: the one place a
@@ -99,8 +128,9 @@ class FaceEmbedder:
             features = both[:n] + both[n:] if self.flip == "sum" else torch.cat([both[:n], both[n:]], dim=-1)
         return F.normalize(torch.as_tensor(features).float(), dim=-1).cpu()
 
-    def _embed_batch(self, images: Sequence[Any], preprocess=None) -> torch.Tensor:
-        batch = self.image_processor(images=[self._load(image, preprocess) for image in images], return_tensors="pt")
+    def _embed_batch(self, images: Sequence[Any], preprocess=None, start: int = 0) -> torch.Tensor:
+        loaded = [self._load(image, preprocess, _input_name(image, start + i)) for i, image in enumerate(images)]
+        batch = self.image_processor(images=loaded, return_tensors="pt")
         return self.embed_pixel_values(batch["pixel_values"])
 
     def __call__(
@@ -110,10 +140,11 @@ class FaceEmbedder:
         progress: bool | None = None,
         preprocess: Callable[[Any], Any] | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Embed `images` (PIL images, HxWx3 uint8 arrays, file paths or encoded bytes).
+        """Embed `images` (PIL images, HxWx3 uint8 arrays, file paths, http(s) URLs, base64 strings or encoded
+        bytes). Photos that are not crops of the model's face size are detected and aligned (see the class).
 
-        `preprocess`, when given, replaces the embedder's own for this call (the benchmark runner
-        aligns some sets and crops others with one embedder).
+        `preprocess`, when given, replaces the embedder's own preprocessing and detection for this call (the
+        benchmark runner aligns some sets and crops others with one embedder).
 
         Returns: (N, D) float32 rows of unit norm (D doubles with ``flip="concat"``), as numpy or torch
         (``return_tensors="pt"``). A progress bar is shown for more than four batches unless `progress` says.
@@ -126,11 +157,19 @@ class FaceEmbedder:
         starts = range(0, len(images), self.batch_size)
         show = progress if progress is not None else len(starts) > 4
         chunks = [
-            self._embed_batch(images[start : start + self.batch_size], preprocess)
+            self._embed_batch(images[start : start + self.batch_size], preprocess, start)
             for start in tqdm(starts, desc="embedding", unit="batch", disable=not show)
         ]
         embeddings = torch.cat(chunks)
         return embeddings.numpy() if return_tensors == "np" else embeddings
+
+
+def _input_name(image: Any, index: int) -> str:
+    """How an error names input ``index``: ``images[3] ('a.jpg')``, or ``images[3] (PIL image)``."""
+    if isinstance(image, (str, os.PathLike)):
+        text = os.fspath(image)
+        return f"images[{index}] ({text!r})" if len(text) < 200 else f"images[{index}] (a {len(text)}-character string)"
+    return f"images[{index}] ({type(image).__name__})"
 
 
 __all__ = ["FaceEmbedder"]

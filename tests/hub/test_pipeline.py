@@ -93,18 +93,106 @@ def test_photos_are_detected_and_aligned_with_the_largest_face(model_dir):
     assert second == {"aligned": False, "num_faces": None}  # already a 96x112 crop
 
 
-def test_photo_without_detector_or_face_is_a_clear_error(model_dir):
+def test_photo_without_a_face_is_a_clear_error_naming_the_input_and_the_detector(model_dir, monkeypatch):
+    pytest.importorskip("dlib")
+    monkeypatch.delenv("HF_FACEREC_YUNET", raising=False)
     photo = _crops(1, size=(200, 150))[0]
-    with pytest.raises(ValueError, match="not an aligned 96x112"):
-        pipeline("face-verification", model=str(model_dir))(photo, photo)
+    verify = pipeline("face-verification", model=str(model_dir))  # no detector given: the package default
+    with pytest.raises(NoFaceDetectedError, match=r"image1 \(Image\): no face detected by the dlib detector"):
+        verify(photo, photo)
     with pytest.raises(NoFaceDetectedError):
         pipeline("face-verification", model=str(model_dir), detector=FaceAligner(_NoFace()))(photo, photo)
     with pytest.raises(ValueError, match="align must be"):
         pipeline("face-verification", model=str(model_dir), align="sometimes")
     with pytest.raises(ValueError, match="two images"):
-        pipeline("face-verification", model=str(model_dir))(photo)
+        verify(photo)
     resized = pipeline("face-verification", model=str(model_dir), align="never")(photo, photo)
     assert resized["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_urls_and_base64_strings_score_like_the_image_itself(model_dir, tmp_path):
+    import base64
+    import functools
+    import http.server
+    import threading
+
+    a, b = _crops(2, seed=7)
+    a.save(tmp_path / "a.png")
+    encoded = base64.b64encode((tmp_path / "a.png").read_bytes()).decode()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verify = pipeline("face-verification", model=str(model_dir))
+        expected = verify(a, b)["score"]
+        url = f"http://127.0.0.1:{server.server_address[1]}/a.png"
+        for source in (url, encoded, "data:image/png;base64," + encoded):
+            assert verify(source, b)["score"] == pytest.approx(expected, abs=1e-6)
+        with pytest.raises(ValueError, match="cannot download"):
+            verify(url.replace("a.png", "missing.png"), b)
+    finally:
+        server.shutdown()
+
+
+_NO_PACKAGE_CHECK = """
+import sys, importlib.abc
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_facerec" or name.startswith("hf_facerec."):
+            raise ImportError("hf_facerec is blocked in this interpreter")
+sys.meta_path.insert(0, _Block())
+import json
+from transformers import pipeline
+folder, a, b = sys.argv[1:4]
+verify = pipeline("face-verification", model=folder, trust_remote_code=True)
+features = pipeline("image-feature-extraction", model=folder, trust_remote_code=True, flip="none")
+result = {"score": verify(a, b)["score"], "classes": [type(verify).__name__, type(features).__name__],
+          "modules": [type(verify).__module__, type(features).__module__], "embedding": features(a)}
+if len(sys.argv) > 4:  # real photos: the default detector of the remote copy (dlib) aligns them
+    photos = verify(sys.argv[4], sys.argv[5])
+    result.update(photo_score=photos["score"], photo_detector=photos["faces"][0]["detector"])
+assert not any(name.startswith("hf_facerec") for name in sys.modules), "hf_facerec was imported"
+print("RESULT", json.dumps(result))
+"""
+
+
+def test_saved_pipeline_runs_with_trust_remote_code_where_the_package_cannot_be_imported(model_dir, tmp_path,
+                                                                                          monkeypatch):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import SHARED_DATA
+
+    folder = tmp_path / "saved"
+    verify = pipeline("face-verification", model=str(model_dir))  # the stored thresholds' flip ("sum")
+    verify.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["custom_pipelines"]["face-verification"]["impl"] == "pipeline_facerec.FaceVerificationPipeline"
+    assert {"pipeline_facerec.py", "align.py", "images.py", "dlib_hog.py"} <= {p.name for p in folder.glob("*.py")}
+    a, b = _crops(2, seed=11)
+    a.save(tmp_path / "a.png")
+    b.save(tmp_path / "b.png")
+    expected = verify(a, b)["score"]
+    embedding = pipeline("face-feature-extraction", model=str(model_dir), flip="none")(a)
+    args = [str(folder), str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    samples = SHARED_DATA / "samples"
+    if (samples / "obama.jpg").is_file():
+        args += [str(samples / "obama.jpg"), str(samples / "obama2.jpg")]
+        photo_expected = pipeline("face-verification", model=str(model_dir), detector="dlib")(*args[3:])["score"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_FACEREC_YUNET")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    run = subprocess.run([sys.executable, "-c", _NO_PACKAGE_CHECK, *args], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.split("RESULT", 1)[1])
+    assert result["classes"] == ["FaceVerificationPipeline", "FaceFeatureExtractionPipeline"]
+    assert not any(module.startswith("hf_facerec") for module in result["modules"]), result["modules"]
+    assert result["score"] == pytest.approx(expected, abs=1e-5)
+    np.testing.assert_allclose(result["embedding"], embedding, atol=1e-5)
+    if len(args) > 3:
+        assert result["photo_detector"] == "dlib" and result["photo_score"] == pytest.approx(photo_expected, abs=1e-5)
 
 
 def test_image_feature_extraction_returns_the_face_embedding(model_dir):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hf_facerec.data.images import ImageSource, load_rgb
+from ..images import ImageSource, load_rgb
 
 #: Names of the five landmarks, in the order of ``Detection.landmarks``.
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
@@ -105,22 +105,22 @@ def _as_rgb_array(image: ImageSource) -> np.ndarray:
     return np.asarray(load_rgb(image))
 
 
-# name -> "module:Class"; imported only when asked so that each backend's optional
-# dependency (OpenCV, dlib) is needed only by its own users.
+# name -> "module:Class" inside this package, imported only when asked so that each backend's optional dependency
+# (OpenCV, dlib) is needed only by its own users; package-relative, so the flat remote-code copy resolves it too.
 _BACKENDS: dict[str, str] = {
-    "yunet": "hf_facerec.data.detectors.yunet:YuNetDetector",
-    "dlib": "hf_facerec.data.detectors.dlib_hog:DlibHogDetector",
+    "yunet": "yunet:YuNetDetector",
+    "dlib": "dlib_hog:DlibHogDetector",
 }
 
 
 def available_detectors() -> list[str]:
-    """Names accepted by :func:`build_detector`."""
+    """Names accepted by :func:`build_detector` (``resolve_detector`` also takes ``"auto"``)."""
     return sorted(_BACKENDS)
 
 
 def build_detector(name: str, **kwargs) -> FaceDetector:
     """Build a detector backend by name: ``"yunet"`` or ``"dlib"``; ``kwargs`` go to its constructor."""
     if name not in _BACKENDS:
-        raise ValueError(f"unknown face detector {name!r}; choose one of {available_detectors()}")
+        raise ValueError(f"unknown face detector {name!r}; choose one of {['auto', *available_detectors()]}")
     module_name, class_name = _BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    return getattr(importlib.import_module(f"{__package__}.{module_name}"), class_name)(**kwargs)

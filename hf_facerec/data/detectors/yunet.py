@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_facerec.data.detectors.base import Detection, FaceDetector
+from .base import Detection, FaceDetector
 
 #: Environment variable naming a local YuNet ONNX file, used when no ``model_path`` is given.
 YUNET_ENV_VAR = "HF_FACEREC_YUNET"
