@@ -6,6 +6,8 @@ only ``transformers`` and sibling files through single-dot relative imports.
 
 from __future__ import annotations
 
+import sys
+
 from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -168,5 +170,19 @@ class FaceRecConfig(PreTrainedConfig):
         kwargs.setdefault("num_channels", getattr(backbone_config, "num_channels", 3))
         return cls(backbone_config=backbone_config, **kwargs)
 
+    @property
+    def custom_pipelines(self) -> dict:
+        """The saved folder's remote pipelines (``hf_facerec.hub.add_pipeline_code``), less the tasks whose class
+        this process has registered already: after ``import hf_facerec`` they need no ``trust_remote_code``."""
+        tasks = self.__dict__.get("custom_pipelines") or {}
+        if not tasks or "transformers.pipelines" not in sys.modules:
+            return tasks
+        registered = sys.modules["transformers.pipelines"].PIPELINE_REGISTRY.supported_tasks
+        return {task: spec for task, spec in tasks.items()
+                if getattr(registered.get(task, {}).get("impl"), "__name__", None) != str(spec.get("impl")).split(".")[-1]}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value  # serialised by to_dict as it was saved
 
 __all__ = ["FaceRecConfig", "backbone_config_from_dict", "FACE_BACKBONE_CONFIGS", "CLS_TOKEN_BACKBONES"]

@@ -193,6 +193,10 @@ def test_saved_pipeline_runs_with_trust_remote_code_where_the_package_cannot_be_
     np.testing.assert_allclose(result["embedding"], embedding, atol=1e-5)
     if len(args) > 3:
         assert result["photo_detector"] == "dlib" and result["photo_score"] == pytest.approx(photo_expected, abs=1e-5)
+    # Where the package is imported, the same folder needs no trust_remote_code: the registered classes serve it.
+    local = pipeline("face-verification", model=str(folder))
+    assert type(local) is FaceVerificationPipeline and local(a, b)["score"] == pytest.approx(expected, abs=1e-5)
+    assert json.loads((folder / "config.json").read_text())["custom_pipelines"]  # and saving keeps them
 
 
 def test_image_feature_extraction_returns_the_face_embedding(model_dir):
