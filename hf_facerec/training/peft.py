@@ -208,6 +208,12 @@ def _backbone_level_targets(targets, directory: Path) -> str:
     return targets[len(_BACKBONE_TARGETS[0]):-len(_BACKBONE_TARGETS[1])]
 
 
+def _loadable_key(key: str) -> str:
+    # peft writes DoRA's magnitude as `...lora_magnitude_vector`; transformers' AutoModel adapter loading (5.24)
+    # only maps `...lora_magnitude_vector.weight` (and silently keeps the random one otherwise); peft reads both.
+    return key + ".weight" if key.endswith("lora_magnitude_vector") else key
+
+
 def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Save the adapter in PEFT's own format, over the embedding model (`FaceRecModel`), with its base next to it.
 
@@ -241,7 +247,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     base.load_state_dict(state, strict=True, assign=True)
     base.save_pretrained(directory / BASE_FOLDER)
 
-    adapter = {_PEFT_PREFIX + "backbone." + k[len(_PEFT_PREFIX):]: v.detach().cpu().contiguous()
+    adapter = {_PEFT_PREFIX + "backbone." + _loadable_key(k[len(_PEFT_PREFIX):]): v.detach().cpu().contiguous()
                for k, v in get_peft_model_state_dict(backbone).items()}
     adapter.update({_PEFT_PREFIX + "embedding_head." + k: v.detach().cpu().contiguous()
                     for k, v in facerec.embedding_head.state_dict().items()})

@@ -196,9 +196,11 @@ print(json.dumps(out))
 """
 
 
-def test_lora_run_adapter_loads_the_peft_way_with_its_heads(tmp_path):
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_run_adapter_loads_the_peft_way_with_its_heads(tmp_path, method):
     """What the user did: a LoRA run's adapter/ loaded with peft's and transformers' own calls, in a fresh
-    interpreter and another working directory, gives the trained model's embeddings (heads included)."""
+    interpreter and another working directory, gives the trained model's embeddings (heads included). DoRA too:
+    its magnitude vectors are the key transformers' loader used to miss (silently random)."""
     from peft import PeftModel
     from transformers import AutoModel
 
@@ -206,8 +208,8 @@ def test_lora_run_adapter_loads_the_peft_way_with_its_heads(tmp_path):
 
     model = tiny_model("vit")
     initial = {k: v.clone() for k, v in model.facerec.state_dict().items()}
-    trainer = FaceRecTrainer(model=model, args=tiny_args(tmp_path / "run", finetune_mode="lora", max_steps=3),
-                             train_dataset=TinyFaces())
+    trainer = FaceRecTrainer(model=model, args=tiny_args(tmp_path / "run", finetune_mode="lora", max_steps=3,
+                                                         peft_method=method), train_dataset=TinyFaces())
     trainer.train()
     _perturb_adapter(model)  # 3 steps move LoRA's B little: make the adapter's part plain to see
     with torch.no_grad():
