@@ -176,3 +176,17 @@ def shared_data_or_none():
     from tests.conftest import SHARED_DATA
 
     return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+def test_cli_push_license_other_needs_and_writes_license_name(tmp_path, capsys):
+    from hf_facerec.cli import main
+
+    tiny_facerec().save_pretrained(tmp_path / "model")
+    base = ["push", "--model", str(tmp_path / "model"), "--repo-id", "org/x", "--license", "other"]
+    assert main(base + ["--dry-run", str(tmp_path / "bad")]) == 2
+    assert "license 'other' needs a license_name" in capsys.readouterr().err
+    assert main(base + ["--license-name", "research-only", "--license-link", "LICENSE",
+                        "--dry-run", str(tmp_path / "up")]) == 0
+    metadata = ModelCard((tmp_path / "up" / "README.md").read_text()).data.to_dict()
+    assert (metadata["license"], metadata["license_name"], metadata["license_link"]) == ("other", "research-only",
+                                                                                         "LICENSE")
