@@ -138,7 +138,8 @@ def test_card_snippets_run_against_the_saved_folder(tmp_path, shared_models_or_n
         if with_onnx:
             export_onnx(folder, folder / "onnx" / "model.onnx")
         blocks = _code_blocks(build_model_card(folder, {}, repo_id=str(folder)).text)
-        assert [lang for lang, _ in blocks] == ["python", "python"] + (["python"] if with_onnx else ["bash", "python"])
+        onnx_blocks = ["python"] if with_onnx else ["bash", "python"]
+        assert [lang for lang, _ in blocks] == ["python", "python", *onnx_blocks]
         python = []
         for lang, code in blocks:
             if "face-verification" in code:
@@ -157,7 +158,8 @@ def test_card_snippets_run_against_the_saved_folder(tmp_path, shared_models_or_n
                 python.append(code)
             ran.append(code)
         # one interpreter per card, each block in fresh globals: a block may not lean on another's names
-        runner = "import sys\nfor code in sys.argv[1:]:\n    exec(compile(code, 'card', 'exec'), {'__name__': '__main__'})"
+        runner = ("import sys\nfor code in sys.argv[1:]:\n"
+                  "    exec(compile(code, 'card', 'exec'), {'__name__': '__main__'})")
         result = subprocess.run([sys.executable, "-c", runner, *python], cwd=work, env=env, capture_output=True,
                                 text=True, timeout=600)
         assert result.returncode == 0, f"a python block failed:\n{result.stderr[-3000:]}"
