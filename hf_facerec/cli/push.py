@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="Hub token (default: $HF_TOKEN or the cached login)")
     parser.add_argument("--onnx", action="store_true", help="also upload onnx/model.onnx")
     parser.add_argument("--license", default=None, help="licence id for the card (default apache-2.0)")
+    parser.add_argument("--license-name", default=None, help="short licence id, required with --license other")
+    parser.add_argument("--license-link", default=None, help="licence URL or file in the repo, with --license other")
     parser.add_argument("--base-model", default=None, help="the pretrained backbone's Hub id, for the card")
     parser.add_argument("--datasets", nargs="*", default=None, help="training dataset ids, for the card")
     parser.add_argument("--data", default=None, help="one-line description of the training data, for the card")
@@ -64,7 +66,8 @@ def _calibrate(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from hf_facerec.hub.push import prepare_upload_folder, push_to_hub
 
-    summary = {key: value for key, value in (("license", args.license), ("base_model", args.base_model),
+    summary = {key: value for key, value in (("license", args.license), ("license_name", args.license_name),
+               ("license_link", args.license_link), ("base_model", args.base_model),
                ("datasets", args.datasets), ("data", args.data), ("compute", args.compute)) if value}
     calibration = _calibrate(args) if args.calibrate_pairs else None
     if args.dry_run:

@@ -8,9 +8,13 @@ Everything measured comes from a results summary (a dict), so a card never state
         or the benchmark runner's ``results.json`` (``{"benchmarks": {name: {"verification", "bias": {grouping:
         report}}}, "settings": ...}``) - :func:`normalise_results` maps all three onto one shape.
     training: a dict of settings (:func:`training_summary` builds it from `FaceRecTrainingArguments`).
-    data: a description of the training data; identities: their count; compute: hardware / time.
+    data: a description of the training data; compute: hardware / time; identities: the count of training
+        identities when the config does not hold it (the model config's ``num_identities`` wins: it is the margin
+        head's real row count).
     calibration: a `ThresholdCalibration.to_dict()` (its TARs go into the thresholds table).
-    base_model, datasets, license, plots (paths inside the repo; default: ``plots/*.png`` of the model folder).
+    base_model, datasets, plots (paths inside the repo; default: ``plots/*.png`` of the model folder).
+    license (default apache-2.0); with ``license: other`` also ``license_name`` (a short id) and optionally
+        ``license_link``, as the Hub asks.
 """
 
 from __future__ import annotations
@@ -157,10 +161,26 @@ def training_summary(args, **extra) -> dict:
     return {**summary, **extra}
 
 
+def _num_identities(summary: dict, config: dict) -> int | None:
+    """Training identities: the config's margin-head size (0 there means not recorded), else the summary's."""
+    return config.get("num_identities") or summary.get("identities") or None
+
+
+def _license(summary: dict) -> dict:
+    """The card's licence fields; ``other`` needs a ``license_name`` (the Hub rejects it without one)."""
+    fields = {"license": summary.get("license", "apache-2.0")}
+    if fields["license"] == "other":
+        if not summary.get("license_name"):
+            raise ValueError("license 'other' needs a license_name (a short id such as 'my-research-license') and "
+                             "preferably a license_link")
+        fields.update(license_name=summary["license_name"], license_link=summary.get("license_link"))
+    return fields
+
+
 def _training_section(summary: dict, config: dict) -> str:
     training = dict(summary.get("training") or {})
     lines = [f"- Data: {summary.get('data', 'not recorded')}"]
-    identities = summary.get("identities") or config.get("num_identities")
+    identities = _num_identities(summary, config)
     if identities:
         lines.append(f"- Identities: {identities}")
     lines.append(f"- Mode: {training.pop('finetune_mode', 'not recorded')}")
@@ -198,7 +218,7 @@ def build_model_card(model_dir: str | Path, summary: dict, repo_id: str | None =
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="image-feature-extraction",
-        license=summary.get("license", "apache-2.0"),
+        **_license(summary),
         tags=["hf_facerec", "face-recognition", "face-verification", "custom_code", backbone,
               config.get("margin_type", "arcface")],
         datasets=[datasets] if isinstance(datasets, str) else datasets,
@@ -224,7 +244,7 @@ def build_model_card(model_dir: str | Path, summary: dict, repo_id: str | None =
         margin_type=config.get("margin_type"),
         margin_scale=config.get("margin_scale"),
         margin_kwargs=config.get("margin_kwargs"),
-        num_identities=config.get("num_identities"),
+        num_identities=_num_identities(summary, config),
         training_section=_training_section(summary, config),
         evaluation_section=_verification_section(benchmarks),
         bias_section=_bias_section(benchmarks, plots),

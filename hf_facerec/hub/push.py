@@ -12,6 +12,9 @@ folder (:func:`prepare_upload_folder`):
 
 and uploads it with ``HfApi.create_repo`` + ``HfApi.upload_folder`` (one commit). The token is ``token`` or the
 ``HF_TOKEN`` environment variable (huggingface_hub's own lookup) and the server is ``endpoint`` or ``HF_ENDPOINT``.
+
+Importing this module makes ``model.push_to_hub(repo_id, ...)`` of a FaceRec model this same upload
+(:func:`publish_model`, set as ``modeling_facerec.HUB_PUBLISHER``), and ``FaceRecTrainer.push_to_hub`` calls it too.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 from .calibration import ThresholdCalibration, store_thresholds
 from .card import write_model_card
 
-__all__ = ["prepare_upload_folder", "push_to_hub"]
+__all__ = ["prepare_upload_folder", "publish_model", "push_to_hub"]
 
 _PLOT_SUFFIXES = (".png", ".svg", ".jpg")
 
@@ -51,8 +54,10 @@ def _image_processor(model, source_dir: Path | None, image_processor):
 
     if image_processor is not None:
         return image_processor
-    if source_dir is not None and (source_dir / "preprocessor_config.json").is_file():
-        return FaceRecImageProcessor.from_pretrained(source_dir)
+    # a model loaded from a folder keeps that folder's processor (its name_or_path)
+    for folder in (source_dir, Path(getattr(model, "name_or_path", "") or "")):
+        if folder is not None and folder.parts and (folder / "preprocessor_config.json").is_file():
+            return FaceRecImageProcessor.from_pretrained(folder)
     height, width = model.config.face_size  # no processor saved: the default one at the model's size
     return FaceRecImageProcessor(size={"height": height, "width": width})
 
@@ -143,11 +148,12 @@ def push_to_hub(
     endpoint: str | None = None,
     commit_message: str = "Upload face recognition model (hf_facerec)",
     revision: str | None = None,
+    create_pr: bool = False,
 ) -> Any:
     """Create `repo_id` (if needed) and upload the model, card, results and plots in one commit.
 
     Arguments as in :func:`prepare_upload_folder`, plus `private` (for a new repo), `token` (default ``HF_TOKEN``
-    / the cached login), `endpoint` (default ``HF_ENDPOINT``), `commit_message` and `revision`.
+    / the cached login), `endpoint` (default ``HF_ENDPOINT``), `commit_message`, `revision` and `create_pr`.
 
     Returns:
         huggingface_hub's ``CommitInfo`` of the commit.
@@ -163,4 +169,21 @@ def push_to_hub(
         prepare_upload_folder(model_dir_or_model, tmp, results, summary=summary, calibration=calibration,
                               image_processor=image_processor, repo_id=repo_id, onnx=onnx)
         return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
-                                 revision=revision, repo_type="model")
+                                 revision=revision, repo_type="model", create_pr=create_pr)
+
+
+def publish_model(model, repo_id: str, *, commit_message: str | None = None, private: bool | None = None,
+                  token: str | None = None, revision: str | None = None, create_pr: bool = False, **kwargs) -> Any:
+    """``FaceRecModel.push_to_hub`` / ``FaceRecForMarginClassification.push_to_hub``: transformers' keywords mapped
+    onto :func:`push_to_hub` (`kwargs`: results, summary, calibration, image_processor, onnx, endpoint)."""
+    return push_to_hub(model, repo_id, private=private, token=token, revision=revision, create_pr=create_pr,
+                       commit_message=commit_message or "Upload face recognition model (hf_facerec)", **kwargs)
+
+
+def _install_publisher() -> None:
+    from ..models import modeling_facerec
+
+    modeling_facerec.HUB_PUBLISHER = publish_model
+
+
+_install_publisher()

@@ -23,6 +23,12 @@ from .heads import build_margin_head
 from .modeling_iresnet import IResNetModel
 from .modeling_mobilefacenet import MobileFaceNetModel
 
+_MARGIN_AUTO_CLASS = "AutoModelForImageClassification"
+#: How `push_to_hub` shares a FaceRec model where the hf_facerec package is installed: `hf_facerec.hub.push` sets
+#: it (weights, remote code, the package's card and preprocessor_config.json, as `hf-facerec push` uploads). None
+#: (this file as remote code, without the package): transformers' own upload.
+HUB_PUBLISHER = None
+
 FACE_BACKBONE_MODELS: dict[str, type[PreTrainedModel]] = {
     "iresnet": IResNetModel,
     "mobilefacenet": MobileFaceNetModel,
@@ -112,6 +118,15 @@ class FaceRecPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the embedding model with the hf_facerec card and image processor (`hf_facerec.hub.push`; a
+        margin-classification model pushes its `.facerec`). Keywords: transformers' `commit_message`, `private`,
+        `token`, `revision`, `create_pr`, and the card's `results`, `summary`, `calibration`, `image_processor`,
+        `onnx`. Without the package (remote code) it is transformers' `push_to_hub`."""
+        if HUB_PUBLISHER is None:
+            return super().push_to_hub(repo_id, **kwargs)
+        return HUB_PUBLISHER(self, repo_id, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         # Backbones are PreTrainedModels and initialise themselves; this covers the heads only.
@@ -261,6 +276,17 @@ class FaceRecModel(FaceRecPreTrainedModel):
     @property
     def embedding_head_in_features(self) -> int:
         return pooled_feature_size(self.config)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, without `AutoModelForImageClassification` in the saved `auto_map`: the
+        config is shared with the margin model it was trained in, whose entry would load this checkpoint with a
+        missing (random) margin head."""
+        auto_map = getattr(self.config, "auto_map", None) or {}
+        self.config.auto_map = {k: v for k, v in auto_map.items() if k != _MARGIN_AUTO_CLASS} or None
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:  # the shared config keeps what the margin model put there, plus what this save added
+            self.config.auto_map = {**auto_map, **(self.config.auto_map or {})} or None
 
 
 class FaceRecForMarginClassification(FaceRecPreTrainedModel):

@@ -19,9 +19,12 @@ Target modules (checked on tiny models of each family, transformers 5 names):
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -38,14 +41,20 @@ __all__ = [
     "save_adapter",
     "load_adapter",
     "trainable_parameter_counts",
-    "HEADS_FILE",
+    "MARGIN_HEAD_FILE",
+    "BASE_FOLDER",
 ]
 
 # A str is a regex peft full-matches against module names relative to the backbone; a tuple lists name endings.
 LORA_TARGET_MODULES: dict[str, tuple[str, ...] | str] = {
     name: family.lora_targets for name, family in BACKBONE_FAMILIES.items() if family.lora_targets is not None
 }
-HEADS_FILE = "facerec_heads.safetensors"  # embedding + margin head weights saved next to the adapter
+MARGIN_HEAD_FILE = "margin_head.safetensors"  # the margin head, next to the adapter (for load_adapter)
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name
+BASE_FOLDER = "base"  # the base FaceRecModel, inside the adapter folder
+_PEFT_PREFIX = "base_model.model."  # peft's key prefix in adapter files
+# save_adapter's targets: the backbone's own, anchored under `backbone.` of the FaceRecModel (load_adapter strips it)
+_BACKBONE_TARGETS = (r"backbone\.(?:", ")")
 
 
 def unwrap_facerec(model: nn.Module) -> nn.Module:
@@ -165,37 +174,134 @@ def merge_adapter(model: nn.Module) -> nn.Module:
     return model
 
 
+def _base_backbone_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """The wrapped backbone's own weights, without the adapter: `...q_proj.base_layer.weight` -> `...q_proj.weight`."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    base = backbone.get_base_model()
+    tuners = [name + "." for name, module in base.named_modules() if isinstance(module, BaseTunerLayer)]
+    state = {}
+    for key, tensor in base.state_dict().items():
+        prefix = next((p for p in tuners if key.startswith(p)), None)
+        if prefix is None:
+            state[key] = tensor
+        elif key.startswith(prefix + "base_layer."):
+            state[prefix + key[len(prefix) + len("base_layer."):]] = tensor
+        # anything else under a tuner layer is adapter state: not part of the base
+    return state
+
+
+def _model_level_targets(targets) -> str:
+    """Backbone-relative targets (name endings or a full-match regex) as one regex over FaceRecModel names."""
+    if isinstance(targets, str):
+        inner = targets
+    else:  # peft matches a name ending at a dot boundary; the same as a full-match regex
+        inner = r"(?:.*\.)?(?:" + "|".join(re.escape(t) for t in sorted(targets)) + ")"
+    return rf"{_BACKBONE_TARGETS[0]}{inner}{_BACKBONE_TARGETS[1]}"
+
+
+def _backbone_level_targets(targets, directory: Path) -> str:
+    if not (isinstance(targets, str) and targets.startswith(_BACKBONE_TARGETS[0]) and targets.endswith(
+            _BACKBONE_TARGETS[1])):
+        raise ValueError(f"{directory}: target_modules {targets!r} were not written by save_adapter (expected "
+                         f"{_BACKBONE_TARGETS[0]}...{_BACKBONE_TARGETS[1]})")
+    return targets[len(_BACKBONE_TARGETS[0]):-len(_BACKBONE_TARGETS[1])]
+
+
+def _loadable_key(key: str) -> str:
+    # peft writes DoRA's magnitude as `...lora_magnitude_vector`; transformers' AutoModel adapter loading (5.24)
+    # only maps `...lora_magnitude_vector.weight` (and silently keeps the random one otherwise); peft reads both.
+    return key + ".weight" if key.endswith("lora_magnitude_vector") else key
+
+
 def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Save the backbone adapter (peft's `save_pretrained`: adapter_config.json + adapter_model.safetensors), the
-    heads (`facerec_heads.safetensors`) and the FaceRec config to `directory`. Reload with `load_adapter`."""
+    """Save the adapter in PEFT's own format, over the embedding model (`FaceRecModel`), with its base next to it.
+
+    `directory` gets ``adapter_config.json`` + ``adapter_model.safetensors`` (the backbone adapter with targets
+    named ``backbone.…`` and ``modules_to_save=["embedding_head"]``, so the trained embedding head comes with it),
+    ``base/`` (the base ``FaceRecModel``: the frozen backbone weights and the heads, config and remote code; the
+    adapter's ``base_model_name_or_path`` is its absolute path) and ``margin_head.safetensors`` (when `model` has
+    a margin head) for `load_adapter`. Each of these gives the trained embedding model:
+
+    - ``peft.AutoPeftModel.from_pretrained(directory)`` (after ``import hf_facerec``, or ``trust_remote_code=True``)
+    - ``transformers.AutoModel.from_pretrained(directory)`` (transformers' PEFT integration: base + adapter)
+    - ``peft.PeftModel.from_pretrained(AutoModel.from_pretrained(directory / "base"), directory)``: the way once
+      the folder has moved (the absolute base path then no longer resolves); any FaceRecModel on the same
+      backbone weights works as the base, its heads are replaced
+    - `load_adapter` (back onto a training model, margin head included).
+    """
+    from peft import get_peft_model_state_dict
+
+    from ..models import FaceRecModel
+
     if not has_adapter(model):
         raise ValueError("The model carries no peft adapter to save (finetune_mode is not 'lora', or it was merged)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    unwrap_facerec(model).backbone.save_pretrained(directory)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in _heads(model).state_dict().items()}
-    save_file(state, str(directory / HEADS_FILE), metadata={"format": "pt"})
-    if hasattr(model, "config"):
-        model.config.save_pretrained(directory)
+    facerec = unwrap_facerec(model)
+    backbone = facerec.backbone
+    state = {"backbone." + k: v for k, v in _base_backbone_state(backbone).items()}
+    state.update({"embedding_head." + k: v for k, v in facerec.embedding_head.state_dict().items()})
+    with torch.device("meta"):  # the base shares the trained model's tensors: no copy, no init
+        base = FaceRecModel(copy.deepcopy(facerec.config))  # save_pretrained edits its config
+    base.load_state_dict(state, strict=True, assign=True)
+    base.save_pretrained(directory / BASE_FOLDER)
+
+    adapter = {_PEFT_PREFIX + "backbone." + _loadable_key(k[len(_PEFT_PREFIX):]): v.detach().cpu().contiguous()
+               for k, v in get_peft_model_state_dict(backbone).items()}
+    adapter.update({_PEFT_PREFIX + "embedding_head." + k: v.detach().cpu().contiguous()
+                    for k, v in facerec.embedding_head.state_dict().items()})
+    save_file(adapter, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    config = copy.deepcopy(backbone.peft_config["default"])
+    config.target_modules = _model_level_targets(config.target_modules)
+    config.modules_to_save = ["embedding_head"]
+    config.base_model_name_or_path = str((directory / BASE_FOLDER).resolve())
+    config.inference_mode = True
+    # AutoPeftModel builds the base with transformers' AutoModel, which resolves the facerec model type.
+    config.save_pretrained(str(directory), auto_mapping_dict={"base_model_class": "AutoModel",
+                                                              "parent_library": "transformers"})
+    if isinstance(getattr(model, "margin_head", None), nn.Module):
+        margin = {k: v.detach().cpu().contiguous() for k, v in model.margin_head.state_dict().items()}
+        save_file(margin, str(directory / MARGIN_HEAD_FILE), metadata={"format": "pt"})
     return directory
 
 
 def load_adapter(model: nn.Module, directory: str | os.PathLike, is_trainable: bool = False) -> nn.Module:
     """Put an adapter saved by `save_adapter` onto `model` (built on the same base backbone), in place.
 
-    The heads are loaded too (the margin head only when `model` has one). Returns `model`.
+    The backbone gets the adapter (as `apply_peft` puts it), the embedding head its trained weights, and the margin
+    head too when `model` has one and the folder holds it. Returns `model`.
     """
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+
     directory = Path(directory)
-    heads_file = directory / HEADS_FILE
-    if not heads_file.is_file():
-        raise FileNotFoundError(f"{heads_file} not found: not a directory written by save_adapter")
+    if not (directory / "adapter_config.json").is_file() or not (directory / ADAPTER_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{directory} has no adapter_config.json / {ADAPTER_WEIGHTS}: not a directory "
+                                "written by save_adapter")
     facerec = unwrap_facerec(model)
     if has_adapter(model):
         raise ValueError("The backbone already carries a peft adapter")
-    facerec.set_backbone(_peft_model_class().from_pretrained(facerec.backbone, directory, is_trainable=is_trainable))
-    heads = _heads(model)
-    state = {name: tensor for name, tensor in load_file(str(heads_file)).items() if name.split(".")[0] in heads}
-    heads.load_state_dict(state, strict=True)
+    config = PeftConfig.from_pretrained(str(directory))
+    config.target_modules = _backbone_level_targets(config.target_modules, directory)
+    config.modules_to_save, config.inference_mode, config.base_model_name_or_path = None, not is_trainable, None
+    weights = load_file(str(directory / ADAPTER_WEIGHTS))
+    parts = {"backbone": {}, "embedding_head": {}}
+    for key, tensor in weights.items():
+        part, _, rest = key[len(_PEFT_PREFIX):].partition(".")
+        if not key.startswith(_PEFT_PREFIX) or part not in parts:
+            raise ValueError(f"{directory / ADAPTER_WEIGHTS}: unexpected key {key!r}")
+        parts[part][rest] = tensor
+    wrapped = get_peft_model(facerec.backbone, config)
+    result = set_peft_model_state_dict(wrapped, {_PEFT_PREFIX + k: v for k, v in parts["backbone"].items()})
+    if result.unexpected_keys:
+        raise ValueError(f"{directory}: adapter weights that do not fit the backbone: {result.unexpected_keys[:5]}")
+    if not is_trainable:
+        wrapped.requires_grad_(False)
+    facerec.set_backbone(wrapped)
+    facerec.embedding_head.load_state_dict(parts["embedding_head"], strict=True)
+    margin_file = directory / MARGIN_HEAD_FILE
+    if isinstance(getattr(model, "margin_head", None), nn.Module) and margin_file.is_file():
+        model.margin_head.load_state_dict(load_file(str(margin_file)), strict=True)
     return model
 
 

@@ -288,26 +288,35 @@ class FaceRecTrainer(ShardedHeadTrainerMixin, Trainer):
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
                     token: str | None = None, revision: str | None = None, private: bool | None = None, **kwargs):
         """Push the final embedding model with the hf_facerec card, results and thresholds (`hf_facerec.hub.push`)
-        instead of the Trainer's generic card: the same upload as `hf-facerec push`. `kwargs` may hold `results`
-        (evaluation results dict or JSON path), `summary` (card fields) and `calibration`. The trainer's model is left
-        as it is (a merged copy is pushed). Collective; returns the CommitInfo on the main process, None elsewhere."""
+        instead of the Trainer's generic card: the same upload as `hf-facerec push` (weights, remote code,
+        README.md, preprocessor_config.json of `processing_class` or the default processor). `kwargs`: `results`
+        (evaluation results dict or JSON path), `summary` (card fields), `calibration`, `create_pr`, and the
+        Trainer's card keywords `license`, `finetuned_from` (-> base_model), `dataset` (-> datasets); others are a
+        TypeError, not dropped. The trainer's model is left as it is (a merged copy is pushed). Collective; returns
+        the CommitInfo on the main process, None elsewhere."""
         from pathlib import Path
 
         from ..hub.card import training_summary
         from ..hub.push import push_to_hub
 
+        card = {key: kwargs.pop(name) for name, key in (("license", "license"), ("finetuned_from", "base_model"),
+                                                         ("dataset", "datasets")) if kwargs.get(name) is not None}
+        results, calibration = kwargs.pop("results", None), kwargs.pop("calibration", None)
+        summary = {"training": training_summary(self.args, global_step=self.state.global_step), **card,
+                   **(kwargs.pop("summary", None) or {})}
+        create_pr = bool(kwargs.pop("create_pr", False))
+        if kwargs:
+            raise TypeError(f"FaceRecTrainer.push_to_hub got unexpected keywords {sorted(kwargs)}")
         model = self._consolidated_model()
         if not self.args.should_save:
             return None
         model = copy.deepcopy(model)
         merge_adapter(model)
-        summary = {"training": training_summary(self.args, global_step=self.state.global_step),
-                   **(kwargs.pop("summary", None) or {})}
         return push_to_hub(
-            model, self.args.hub_model_id or Path(self.args.output_dir).name, kwargs.pop("results", None),
+            model, self.args.hub_model_id or Path(self.args.output_dir).name, results,
             private=self.args.hub_private_repo if private is None else private, summary=summary,
-            calibration=kwargs.pop("calibration", None), image_processor=self.processing_class,
-            token=token or self.args.hub_token, commit_message=commit_message or "End of training", revision=revision,
+            calibration=calibration, image_processor=self.processing_class, token=token or self.args.hub_token,
+            commit_message=commit_message or "End of training", revision=revision, create_pr=create_pr,
         )
 
     def save_final_model(self, output_dir: str | os.PathLike | None = None, include_margin_head: bool = False) -> str:

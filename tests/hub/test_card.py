@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from huggingface_hub import ModelCard
 
@@ -10,6 +16,8 @@ from hf_facerec.models import FaceRecImageProcessor
 from hf_facerec.training import FaceRecTrainingArguments
 
 from . import tiny_facerec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _REPORT = {"accuracy": 0.9, "accuracy_std": 0.01, "eer": 0.1, "auc": 0.95, "n_genuine": 100, "n_impostor": 100,
            "tar_at_far": {"1e-02": 0.5, "1e-03": None}}
@@ -79,3 +87,108 @@ def test_training_summary_keeps_lora_settings_only_in_lora_mode(tmp_path):
 def test_write_model_card_writes_readme(model_dir):
     path = write_model_card(model_dir, {"results": {"verification": _REPORT}})
     assert path.name == "README.md" and "model-index" in path.read_text()
+
+
+def test_license_other_carries_license_name_in_the_yaml(model_dir):
+    card = build_model_card(model_dir, {"license": "other", "license_name": "casia-research-only",
+                                        "license_link": "LICENSE"})
+    metadata = card.data.to_dict()
+    assert (metadata["license"], metadata["license_name"], metadata["license_link"]) == (
+        "other", "casia-research-only", "LICENSE")
+    assert "license_name" not in build_model_card(model_dir, {}).data.to_dict()
+    with pytest.raises(ValueError, match="license 'other' needs a license_name"):
+        build_model_card(model_dir, {"license": "other"})
+
+
+def test_identities_come_from_the_model_config(tmp_path):
+    model = tiny_facerec()
+    model.config.num_identities = 7
+    model.save_pretrained(tmp_path / "seven")
+    text = build_model_card(tmp_path / "seven", {"identities": 300}).text  # a summary's count does not override
+    assert "arcface (scale 64.0), 7 identities" in text and "- Identities: 7" in text and "300" not in text
+    tiny_facerec().save_pretrained(tmp_path / "none")  # a converted checkpoint: 0 in the config = not recorded
+    text = build_model_card(tmp_path / "none", {}).text
+    assert "number of identities not recorded" in text and "0 identities" not in text
+    assert "300 identities" in build_model_card(tmp_path / "none", {"identities": 300}).text
+
+
+def _code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) of each fenced block of a card."""
+    return re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S)
+
+
+def test_card_snippets_run_against_the_saved_folder(tmp_path, shared_models_or_none, shared_data_or_none):
+    """Every code block of the card, run as written (repo id = the saved folder) in a fresh interpreter, in a
+    folder holding the files the snippets name: two aligned crops, two photos and the YuNet file."""
+    from hf_facerec.hub.onnx import export_onnx, synthetic_face_crops
+
+    folder = tmp_path / "model"
+    tiny_facerec().save_pretrained(folder)
+    FaceRecImageProcessor(size={"height": 112, "width": 96}).save_pretrained(folder)
+    work = tmp_path / "work"
+    work.mkdir()
+    for i, crop in enumerate(synthetic_face_crops((112, 96), count=2), start=1):
+        crop.save(work / f"face{i}.jpg")
+    yunet = sorted((shared_models_or_none / "yunet").glob("*.onnx")) if shared_models_or_none else []
+    photos = sorted((shared_data_or_none / "samples").glob("obama*.jpg")) if shared_data_or_none else []
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    ran = []
+    for with_onnx in (False, True):
+        if with_onnx:
+            export_onnx(folder, folder / "onnx" / "model.onnx")
+        blocks = _code_blocks(build_model_card(folder, {}, repo_id=str(folder)).text)
+        onnx_blocks = ["python"] if with_onnx else ["bash", "python"]
+        assert [lang for lang, _ in blocks] == ["python", "python", *onnx_blocks]
+        python = []
+        for lang, code in blocks:
+            if "face-verification" in code:
+                if not yunet or len(photos) < 2:
+                    continue  # needs ../shared: the YuNet file and two photos
+                (work / "face_detection_yunet.onnx").write_bytes(yunet[0].read_bytes())
+                for name, photo in zip(("photo1.jpg", "photo2.jpg"), photos):
+                    (work / name).write_bytes(photo.read_bytes())
+                code += "\nassert 0.0 < result['score'] <= 1.0 and len(features[0]) == 16, (result, features)\n"
+            if lang == "bash":  # before the python blocks that use its output
+                command = code.strip().replace("hf-facerec", f"{sys.executable} -m hf_facerec.cli", 1)
+                result = subprocess.run(command, shell=True, cwd=work, env=env, capture_output=True, text=True,
+                                        timeout=300)
+                assert result.returncode == 0, f"bash block failed:\n{code}\n{result.stderr[-3000:]}"
+            else:
+                python.append(code)
+            ran.append(code)
+        # one interpreter per card, each block in fresh globals: a block may not lean on another's names
+        runner = ("import sys\nfor code in sys.argv[1:]:\n"
+                  "    exec(compile(code, 'card', 'exec'), {'__name__': '__main__'})")
+        result = subprocess.run([sys.executable, "-c", runner, *python], cwd=work, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, f"a python block failed:\n{result.stderr[-3000:]}"
+    assert len(ran) == (7 if yunet and len(photos) >= 2 else 5)
+
+
+@pytest.fixture
+def shared_models_or_none():
+    from tests.conftest import SHARED_MODELS
+
+    return SHARED_MODELS if SHARED_MODELS.is_dir() else None
+
+
+@pytest.fixture
+def shared_data_or_none():
+    from tests.conftest import SHARED_DATA
+
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+def test_cli_push_license_other_needs_and_writes_license_name(tmp_path, capsys):
+    from hf_facerec.cli import main
+
+    tiny_facerec().save_pretrained(tmp_path / "model")
+    base = ["push", "--model", str(tmp_path / "model"), "--repo-id", "org/x", "--license", "other"]
+    assert main(base + ["--dry-run", str(tmp_path / "bad")]) == 2
+    assert "license 'other' needs a license_name" in capsys.readouterr().err
+    assert main(base + ["--license-name", "research-only", "--license-link", "LICENSE",
+                        "--dry-run", str(tmp_path / "up")]) == 0
+    metadata = ModelCard((tmp_path / "up" / "README.md").read_text()).data.to_dict()
+    assert (metadata["license"], metadata["license_name"], metadata["license_link"]) == ("other", "research-only",
+                                                                                         "LICENSE")

@@ -1,5 +1,6 @@
-"""ONNX export: onnxruntime matches torch (< 1e-4) on batches of other sizes than traced; the ORT embedder matches
-FaceEmbedder for every flip mode; CLI; errors."""
+"""ONNX export: onnxruntime matches torch on batches of other sizes than traced; the check runs on face-like crops
+(synthetic faces, the user's folder, real photos when ../shared is there) and reports what it measured; the ORT
+embedder matches FaceEmbedder for every flip mode; CLI; a folder that is not a FaceRec model is refused."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from PIL import Image
 
 from hf_facerec import FaceEmbedder
 from hf_facerec.cli import main
-from hf_facerec.hub.onnx import OnnxExportError, OnnxFaceEmbedder, export_onnx
+from hf_facerec.models import FaceRecImageProcessor
+from hf_facerec.hub.onnx import (DEFAULT_ATOL, OnnxExportError, OnnxFaceEmbedder, check_onnx, export_onnx,
+                                 synthetic_face_crops)
 
 from . import tiny_facerec
 
@@ -51,10 +54,89 @@ def test_onnx_embedder_matches_face_embedder(exported, flip):
     assert isinstance(OnnxFaceEmbedder.from_pretrained(folder)(images[:1], return_tensors="pt"), torch.Tensor)
 
 
-def test_cli_export_writes_a_checked_file(tmp_path):
+def test_cli_export_reports_what_it_measured_on_faces(tmp_path, capsys):
     tiny_facerec(seed=2).save_pretrained(tmp_path)
     assert main(["export", "onnx", "--model", str(tmp_path)]) == 0
     assert (tmp_path / "onnx" / "model.onnx").stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert "max |torch - onnxruntime| = " in out and "min cosine" in out and "on 24 synthetic faces" in out
+    assert "within" not in out  # no claim: the measured figures
+
+
+def test_check_on_synthetic_faces_measures_diff_and_cosine(exported):
+    model, folder, path = exported
+    crops = synthetic_face_crops((112, 96), count=3)
+    assert [c.size for c in crops] == [(96, 112)] * 3 and np.asarray(crops[0]).std() > 20  # a face, not a blank
+    result = check_onnx(model, path)
+    assert result.num_images == 24 and result.source == "synthetic faces" and result.passed
+    assert 0 < result.max_abs_diff < DEFAULT_ATOL and 0.99999 < result.min_cosine <= 1.0 + 1e-6
+    # by hand on the same crops, in the check's batches of 8: torch vs onnxruntime
+    processor = FaceRecImageProcessor(size={"height": 112, "width": 96})
+    crops, session, diffs = synthetic_face_crops((112, 96)), ort.InferenceSession(str(path)), []
+    for start in range(0, 24, 8):
+        pixels = processor(images=crops[start:start + 8], return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            expected = model(pixels).embeddings.numpy()
+        diffs.append(np.abs(session.run(["embeddings"], {"pixel_values": pixels.numpy()})[0] - expected).max())
+    assert result.max_abs_diff == pytest.approx(float(max(diffs)), rel=1e-6)
+
+
+def test_cli_checks_on_the_users_aligned_crops(tmp_path, capsys):
+    tiny_facerec(seed=2).save_pretrained(tmp_path / "model")
+    (tmp_path / "crops" / "a").mkdir(parents=True)
+    for i, crop in enumerate(synthetic_face_crops((112, 96), count=5, seed=7)):
+        crop.save(tmp_path / "crops" / ("a" if i % 2 else "") / f"{i}.png")
+    assert main(["export", "onnx", "--model", str(tmp_path / "model"), "--check-images", str(tmp_path / "crops")]) == 0
+    assert f"on 5 images of {tmp_path / 'crops'}" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main(["export", "onnx", "--model", str(tmp_path / "model"), "--check-images", str(tmp_path / "empty")]) == 2
+    assert "holds no images" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_facerec_model_is_refused_in_one_line(tmp_path, capsys):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=16)).save_pretrained(tmp_path / "vit")
+    capsys.readouterr()  # the save's progress bars
+    with pytest.raises(ValueError, match=r"holds a 'vit' model, not a FaceRec model"):
+        export_onnx(tmp_path / "vit", tmp_path / "x.onnx")
+    assert main(["export", "onnx", "--model", str(tmp_path / "vit"), "--output", str(tmp_path / "x.onnx")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "not a FaceRec model" in lines[0] and str(tmp_path / "vit") in lines[0]
+    assert "UNEXPECTED" not in captured.out + captured.err and "nan" not in captured.err
+    assert not (tmp_path / "x.onnx").exists()
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="PEFT adapter"):
+        export_onnx(tmp_path / "adapter", tmp_path / "x.onnx")
+
+
+def test_real_photos_aligned_pass_the_check(shared_data, shared_models, tmp_path):
+    """What the user did: the converted MobileFaceNet checkpoint, real photos aligned with YuNet."""
+    import importlib.util
+    from pathlib import Path
+
+    from hf_facerec.data.align import FaceAligner
+
+    yunet = sorted((shared_models / "yunet").glob("*.onnx"))
+    checkpoint = shared_models / "mobilefacenet_casia" / "068.ckpt"
+    if not yunet or not checkpoint.is_file():
+        pytest.skip("needs the MobileFaceNet checkpoint and YuNet in ../shared/models")
+    pytest.importorskip("cv2")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "convert_mobilefacenet.py"
+    spec = importlib.util.spec_from_file_location("convert_mobilefacenet", script)
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    convert.main(["--checkpoint", str(checkpoint), "--output", str(tmp_path / "model")])
+    aligner = FaceAligner.for_face_size((112, 96), detector_model=yunet[0])
+    (tmp_path / "crops").mkdir()
+    for photo in sorted((shared_data / "samples").glob("*.jpg")):
+        aligner(photo).save(tmp_path / "crops" / f"{photo.stem}.png")
+    path = export_onnx(tmp_path / "model", tmp_path / "model.onnx", check=False)
+    result = check_onnx(tmp_path / "model", path, tmp_path / "crops")
+    assert result.num_images == 6 and result.passed and result.min_cosine > 0.99999, str(result)
 
 
 def test_check_failure_and_bad_inputs_are_clear_errors(tmp_path, monkeypatch):
@@ -63,5 +145,11 @@ def test_check_failure_and_bad_inputs_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="does not exist"):
         OnnxFaceEmbedder(tmp_path / "missing.onnx")
     model = tiny_facerec(seed=3)
-    with pytest.raises(OnnxExportError, match="differs from torch"):
+    with pytest.raises(OnnxExportError, match=r"differs from torch: max \|torch - onnxruntime\| = .* min cosine"):
         export_onnx(model, tmp_path / "m.onnx", atol=0.0)  # nothing is exactly equal: the check must fire
+    assert main(["export", "onnx", "--model", str(_saved(model, tmp_path / "saved")), "--atol", "0"]) == 2
+
+
+def _saved(model, folder):
+    model.save_pretrained(folder)
+    return folder

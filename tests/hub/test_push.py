@@ -285,6 +285,10 @@ def test_trainer_push_to_hub_sends_the_same_card_with_lora_settings(online_hub, 
     text = files["README.md"].decode()
     _check_card(text)
     assert "- Mode: lora" in text and "LoRA: peft_method lora, rank 4, alpha 8.0" in text
+    assert "4 identities" in text and "- Identities: 4" in text  # the margin head's real size
+    assert json.loads(files["preprocessor_config.json"])["size"] == {"height": 112, "width": 112}
+    with pytest.raises(TypeError, match="unexpected keywords"):
+        trainer.push_to_hub(no_such_option=1)
     assert any("lora" in name for name, _ in model.named_parameters()), "the trainer's own model keeps its adapter"
 
 
@@ -318,3 +322,48 @@ def test_cli_push_dry_run_calibrates_on_a_pair_csv(tmp_path, capsys):
     assert config["verification_thresholds"]["5e-02"] == pytest.approx(expected, abs=1e-5)
     assert (config["threshold_pair_set"], config["threshold_flip"]) == ("sixteen crops", "none")
     assert "sixteen crops" in (tmp_path / "up" / "README.md").read_text()
+
+
+def test_model_push_to_hub_sends_the_package_card_and_processor(online_hub, tmp_path):
+    """What the user did: `model.push_to_hub(...)` on a trained model, as transformers users do."""
+    from hf_facerec.models import FaceRecForMarginClassification, FaceRecImageProcessor
+
+    model = tiny_facerec()
+    model.config.num_identities = 7
+    margin_model = FaceRecForMarginClassification(model.config)
+    margin_model.save_pretrained(tmp_path / "checkpoint")  # a Trainer checkpoint first: the shared config learns
+    # the margin model's auto_map entry
+    FaceRecImageProcessor(size={"height": 112, "width": 96}, image_mean=[0.4, 0.4, 0.4]).save_pretrained(
+        tmp_path / "checkpoint")
+    margin_model.push_to_hub("org/model-push", token="hf_test_token", results=_RESULTS)
+    loaded = type(model).from_pretrained(tmp_path / "checkpoint")  # a model loaded from a folder keeps its processor
+    loaded.push_to_hub("org/loaded-push", commit_message="from a folder", token="hf_test_token")
+    assert [c["repo"] for c in online_hub.commits] == ["org/model-push", "org/loaded-push"]
+    files = online_hub.commits[0]["files"]
+    assert {"README.md", "preprocessor_config.json", "model.safetensors", "config.json", "results.json"} <= set(files)
+    config = json.loads(files["config.json"])
+    assert "AutoModelForImageClassification" not in config["auto_map"], config["auto_map"]
+    assert config["auto_map"]["AutoModel"] == "modeling_facerec.FaceRecModel" and config["num_identities"] == 7
+    text = files["README.md"].decode()
+    checked = _check_card(text)
+    assert "hf_facerec" in checked["metadata"]["tags"] and "## How to use" in text
+    assert "7 identities" in text and "- Identities: 7" in text
+    second = online_hub.commits[1]
+    assert second["summary"] == "from a folder"
+    assert json.loads(second["files"]["preprocessor_config.json"])["image_mean"] == [0.4, 0.4, 0.4]
+
+
+def test_embedding_checkpoint_auto_map_has_no_margin_model(tmp_path):
+    from hf_facerec.models import FaceRecForMarginClassification
+
+    model = tiny_facerec()
+    model.config.num_identities = 3
+    margin_model = FaceRecForMarginClassification(model.config)
+    margin_model.save_pretrained(tmp_path / "margin")
+    margin_model.facerec.save_pretrained(tmp_path / "embedding")
+    assert set(json.loads((tmp_path / "embedding" / "config.json").read_text())["auto_map"]) == {
+        "AutoConfig", "AutoModel"}
+    # the margin checkpoint keeps its own entry, and the shared config forgot nothing
+    assert "AutoModelForImageClassification" in json.loads((tmp_path / "margin" / "config.json").read_text())[
+        "auto_map"]
+    assert {"AutoModel", "AutoModelForImageClassification"} <= set(margin_model.config.auto_map)

@@ -155,7 +155,7 @@ def test_save_and_load_adapter_roundtrip(tmp_path):
         model.margin_head.weight.mul_(2.0)
         model.facerec.embedding_head.linear.weight.add_(0.5)
     save_adapter(model, tmp_path / "adapter")
-    assert {"adapter_config.json", "adapter_model.safetensors", "facerec_heads.safetensors", "config.json"} <= {
+    assert {"adapter_config.json", "adapter_model.safetensors", "margin_head.safetensors", "base"} == {
         p.name for p in (tmp_path / "adapter").iterdir()}
     fresh = tiny_model("vit")
     fresh.load_state_dict(initial_state)  # the same base weights, fresh heads
@@ -172,8 +172,77 @@ def test_save_and_load_adapter_roundtrip(tmp_path):
         load_adapter(fresh, tmp_path / "adapter")
     with pytest.raises(FileNotFoundError, match="save_adapter"):
         load_adapter(tiny_model("vit"), tmp_path)
+    config_path = tmp_path / "adapter" / "adapter_config.json"
+    config_path.write_text(config_path.read_text().replace("backbone", "other"))  # a plain peft adapter
+    with pytest.raises(ValueError, match="not written by save_adapter"):
+        load_adapter(tiny_model("vit"), tmp_path / "adapter")
     with pytest.raises(ValueError, match="no peft adapter"):
         save_adapter(tiny_model("vit"), tmp_path / "none")
+
+
+_PEFT_NATIVE = """
+import json, sys
+import torch, hf_facerec
+from peft import AutoPeftModel
+from transformers import AutoModel
+adapter, pixels = sys.argv[1], torch.load(sys.argv[2])
+out = {}
+for name, load in (("AutoPeftModel", AutoPeftModel.from_pretrained), ("AutoModel", AutoModel.from_pretrained)):
+    model = load(adapter).eval()
+    with torch.no_grad():
+        out[name] = model(pixel_values=pixels).embeddings.tolist()
+    out[name + "_class"] = type(model).__name__
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_lora_run_adapter_loads_the_peft_way_with_its_heads(tmp_path, method):
+    """What the user did: a LoRA run's adapter/ loaded with peft's and transformers' own calls, in a fresh
+    interpreter and another working directory, gives the trained model's embeddings (heads included). DoRA too:
+    its magnitude vectors are the key transformers' loader used to miss (silently random)."""
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    from hf_facerec.models import FaceRecModel
+
+    model = tiny_model("vit")
+    initial = {k: v.clone() for k, v in model.facerec.state_dict().items()}
+    trainer = FaceRecTrainer(model=model, args=tiny_args(tmp_path / "run", finetune_mode="lora", max_steps=3,
+                                                         peft_method=method), train_dataset=TinyFaces())
+    trainer.train()
+    _perturb_adapter(model)  # 3 steps move LoRA's B little: make the adapter's part plain to see
+    with torch.no_grad():
+        model.facerec.embedding_head.linear.weight.add_(0.3)  # and the trained head must come along
+    adapter = tmp_path / "run" / "adapter"
+    trainer.save_adapter(adapter)
+    pixels = torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
+    model.eval()
+    with torch.no_grad():
+        trained = model.facerec(pixels).embeddings
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == ["embedding_head"] and config["base_model_name_or_path"] == str(
+        (adapter / "base").resolve())
+    torch.save(pixels, tmp_path / "pixels.pt")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", _PEFT_NATIVE, str(adapter), str(tmp_path / "pixels.pt")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (out["AutoPeftModel_class"], out["AutoModel_class"]) == ("PeftModel", "FaceRecModel")
+    for name in ("AutoPeftModel", "AutoModel"):
+        torch.testing.assert_close(torch.tensor(out[name]), trained, atol=1e-5, rtol=0, msg=name)
+    # moved elsewhere, onto a base with the same backbone weights and fresh heads: the heads come from the adapter
+    moved = tmp_path / "moved"
+    adapter.rename(moved)
+    base = FaceRecModel(model.config)
+    base.load_state_dict(initial)
+    with torch.no_grad():
+        base.embedding_head.linear.weight.zero_()
+        assert (base(pixels).embeddings - trained).abs().max() > 1e-2  # the base alone is another model
+        for loaded in (PeftModel.from_pretrained(base, moved),
+                       PeftModel.from_pretrained(AutoModel.from_pretrained(moved / "base"), moved)):
+            torch.testing.assert_close(loaded.eval()(pixel_values=pixels).embeddings, trained, atol=1e-5, rtol=0)
 
 
 _LOAD_WITHOUT_PEFT = """
