@@ -69,7 +69,19 @@ def _register_pipelines() -> None:
     importlib.import_module("hf_facerec.hub.pipeline")  # registers on import
 
 
+def _publish(model, repo_id: str, **kwargs):
+    return importlib.import_module("hf_facerec.hub.push").publish_model(model, repo_id, **kwargs)
+
+
+def _install_publisher() -> None:
+    """`model.push_to_hub` uploads the package's card (models/ cannot import hub/, so the package wires it)."""
+    modeling = importlib.import_module("hf_facerec.models.modeling_facerec")
+    if modeling.HUB_PUBLISHER is None:
+        modeling.HUB_PUBLISHER = _publish
+
+
 for _auto in ("configuration_auto", "modeling_auto", "image_processing_auto", "processing_auto"):
     after_import(f"transformers.models.auto.{_auto}", _register_models)
 after_import("transformers.pipelines", _register_pipelines)
+after_import("hf_facerec.models.modeling_facerec", _install_publisher)
 del _auto

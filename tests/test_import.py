@@ -66,3 +66,11 @@ def test_lazy_public_names():
     assert hf_facerec.FaceRecModel.__name__ == "FaceRecModel" and "FaceEmbedder" in dir(hf_facerec)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         hf_facerec.Nope
+
+
+def test_model_push_to_hub_uses_the_package_card_after_import():
+    """models/ cannot import hub/: the package wires `push_to_hub` to `hf_facerec.hub.push` (loaded when used)."""
+    out = _python("import sys, hf_facerec\nfrom transformers import AutoModel\n"
+                  "from hf_facerec.models import modeling_facerec as m\n"
+                  "print(m.HUB_PUBLISHER.__name__, 'hf_facerec.hub.push' in sys.modules)")
+    assert out == "_publish False"

@@ -118,6 +118,9 @@ def prepare_upload_folder(
         summary["calibration"] = calibration.to_dict()
     model.save_pretrained(folder)  # safetensors + config + the remote-code files (register_for_auto_class)
     processor.save_pretrained(folder)
+    from .pipeline import add_pipeline_code
+
+    add_pipeline_code(folder)  # pipeline("face-verification", model=repo, trust_remote_code=True) without the package
     plots = []
     for plot in _plot_files(loaded, results_path):
         (folder / "plots").mkdir(exist_ok=True)

@@ -168,6 +168,8 @@ def test_push_uploads_one_commit_with_the_expected_files(online_hub, tmp_path):
     # 120 impostors, FAR 1e-2 allows 1: the 40 impostors at 0.3 must all be rejected -> the next score up, 0.8.
     assert config["verification_thresholds"] == {"1e-02": 0.8} and config["threshold_pair_set"] == "toy pairs"
     assert config["auto_map"]["AutoModel"] == "modeling_facerec.FaceRecModel"
+    assert config["custom_pipelines"]["face-verification"]["impl"] == "pipeline_facerec.FaceVerificationPipeline"
+    assert "pipeline_facerec.py" in names
     checked = _check_card(commit["files"]["README.md"].decode())
     metadata = checked["metadata"]
     assert metadata["library_name"] == "transformers" and "face-recognition" in metadata["tags"]
