@@ -4,6 +4,11 @@
     python scripts/train.py --config configs/train/tiny_synthetic.yaml
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config configs/train/dinov2_small_lora.yaml
     python scripts/train.py --config configs/train/tiny_synthetic.yaml --max_steps 20 --output_dir /tmp/run
+    accelerate launch --config_file configs/accelerate/cpu_ddp.yaml --num_processes 2 scripts/train.py --config configs/train/tiny_synthetic.yaml
+
+Several processes on CPUs need cpu_ddp.yaml: cpu.yaml starts one process, so `--num_processes N` is refused with
+it (hf_facerec/training/launch.py), as are N processes that each see a world of one. DDP's
+find_unused_parameters is derived from the model unless --ddp_find_unused_parameters is given.
 
 The same as `hf-facerec train`; see `hf_facerec/training/build.py` for the arguments.
 """

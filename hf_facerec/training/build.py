@@ -348,6 +348,7 @@ def train(model_args: "ModelArguments", data_args: "DataArguments", training_arg
 
     from ..data.augment import default_train_augmentation, make_train_transform
     from ..models import FaceRecImageProcessor
+    from .launch import check_launch
     from .peft import trainable_parameter_counts
     from .trainer import FaceRecTrainer
 
@@ -356,6 +357,7 @@ def train(model_args: "ModelArguments", data_args: "DataArguments", training_arg
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
+    check_launch(training_args.world_size)  # before loading data: FaceRecTrainer checks again, for library use
     set_seed(training_args.seed)  # the model's random parts are drawn before the Trainer seeds
     dataset = load_train_dataset(data_args, model_args.image_size, training_args.seed)
     num_identities = _num_identities(dataset)

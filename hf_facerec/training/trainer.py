@@ -26,6 +26,7 @@ from transformers import Trainer
 from ..models.backbones import NO_DECAY_TOKENS
 from .arguments import FaceRecTrainingArguments
 from .distributed import ShardedHeadTrainerMixin, gather_margin_head, gathered_margin_head, shard_margin_head
+from .launch import check_launch, ddp_find_unused_parameters
 from .peft import apply_peft, build_peft_config, has_adapter, merge_adapter, save_adapter, unwrap_facerec
 
 __all__ = ["FaceRecTrainer", "prepare_model_for_finetuning", "parameter_groups"]
@@ -168,7 +169,11 @@ class FaceRecTrainer(ShardedHeadTrainerMixin, Trainer):
             raise ValueError("FaceRecTrainer needs a model (model_init is not supported)")
         if not isinstance(args, FaceRecTrainingArguments):
             raise ValueError(f"FaceRecTrainer needs FaceRecTrainingArguments, got {type(args).__name__}")
+        check_launch(args.world_size)  # before any work: a mislaunched run must not start N lone trainings
         prepare_model_for_finetuning(model, args)
+        if args.world_size > 1:
+            # Before sharding (the probe needs the full head) and before Trainer turns it into DDP's kwargs.
+            args.ddp_find_unused_parameters = ddp_find_unused_parameters(model, args.ddp_find_unused_parameters)
         if args.shard_class_centers and args.world_size > 1:
             # Before the Trainer builds the optimizer and DDP wraps the model (see hf_facerec.training.distributed).
             shard_margin_head(model, args.process_index, args.world_size)
