@@ -182,10 +182,12 @@ def _bias_markdown(name: str, grouping: str, report: dict) -> list[str]:
         mark = " (over unmeasurable group FMRs: not measurements)" if "fmr_gini" in flagged else ""
         lines += ["", f"FMR max/min ratio {_fmt(report['fmr_max_min_ratio'])}, Gini(FMR) {_fmt(report['fmr_gini'])}{mark}.", ""]
         return lines + _rates_footer(report)
-    lines += ["| group | accuracy (%) | ± STD | FMR [95% CI] | FNMR [95% CI] | genuine | impostor |", "|---|---|---|---|---|---|---|"]
+    lines += ["| group | accuracy (%) | ± STD | FMR [95% CI] | FNMR [95% CI] | genuine | impostor |",
+              "|---|---|---|---|---|---|---|"]
     for g, r in report["groups"].items():
-        lines.append(f"| {g} | {_accuracy_cell(r, notes)} | {_fmt(r['accuracy_std'], True)} | {_ci_cell(r, 'fmr', 'n_impostor', far)} "
-                     f"| {_ci_cell(r, 'fnmr', 'n_genuine')} | {r['n_genuine']} | {r['n_impostor']} |")
+        lines.append(f"| {g} | {_accuracy_cell(r, notes)} | {_fmt(r['accuracy_std'], True)} "
+                     f"| {_ci_cell(r, 'fmr', 'n_impostor', far)} | {_ci_cell(r, 'fnmr', 'n_genuine')} "
+                     f"| {r['n_genuine']} | {r['n_impostor']} |")
     for g, r in report.get("other_groups", {}).items():
         lines.append(f"| {g} | – | – | {_ci_cell(r, 'fmr', 'n_impostor', far)} | {_ci_cell(r, 'fnmr', 'n_genuine')} "
                      f"| {r['n_genuine']} | {r['n_impostor']} |")
@@ -232,8 +234,8 @@ def markdown_report(results: dict) -> str:
         for name, r in results["benchmarks"].items():
             v = r["verification"]
             tars = " | ".join(_tar_cell(v, f) for f in _TABLE_FARS)
-            lines.append(f"| {name} | {r['n_pairs']} | {r['n_images']} | {_accuracy_cell(v, notes)} | {_fmt(v['accuracy_std'], True)} "
-                         f"| {tars} | {_fmt(v['eer'], True)} | {_fmt(v['auc'])} | {r.get('n_no_face', 0)} |")
+            lines.append(f"| {name} | {r['n_pairs']} | {r['n_images']} | {_accuracy_cell(v, notes)} "
+                         f"| {_fmt(v['accuracy_std'], True)} | {tars} | {_fmt(v['eer'], True)} | {_fmt(v['auc'])} | {r.get('n_no_face', 0)} |")
         lines += ["", *notes, "n/a: " + _RULES["far"] + ".", ""]
     ident = [(n, k, rep) for n, r in results["benchmarks"].items() for k, rep in r.get("identification", {}).items()]
     if ident:

@@ -142,7 +142,8 @@ def per_group_verification(
         correct = np.bincount(codes, weights=(scores >= threshold) == is_genuine, minlength=len(names))
         accuracy = correct / np.bincount(codes, minlength=len(names))
         for i, name in enumerate(names):
-            reports[name].update(fmr=float(rates["fmr"][i]), fnmr=float(rates["fnmr"][i]), accuracy_at_threshold=float(accuracy[i]),
+            reports[name].update(fmr=float(rates["fmr"][i]), fnmr=float(rates["fnmr"][i]),
+                                 accuracy_at_threshold=float(accuracy[i]),
                                  fmr_ci=rates["fmr_ci"][i].tolist(), fnmr_ci=rates["fnmr_ci"][i].tolist(),
                                  false_matches=int(rates["false_matches"][i]))
     return reports

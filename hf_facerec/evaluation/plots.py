@@ -210,7 +210,8 @@ def plot_group_bars(
     ax.grid(True, axis="y", alpha=0.3)
     caption = []
     if yerr is not None:
-        caption.append(f"Error bars: {error_label or 'as given'}" + (f", clipped to [{limits[0]:g}, {limits[1]:g}]" if limits else ""))
+        clipped = f", clipped to [{limits[0]:g}, {limits[1]:g}]" if limits else ""
+        caption.append(f"Error bars: {error_label or 'as given'}{clipped}")
     if counts:
         caption.append("n: pairs behind each bar")
     if unmeasurable:

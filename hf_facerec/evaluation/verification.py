@@ -223,7 +223,7 @@ def _threshold_at_far_sorted(
     k = np.floor(fars * n_i).astype(np.int64)
     k += (k + 1) / n_i <= fars
     k -= k / n_i > fars
-    reachable = np.asarray(far_measurable(n_i, fars), dtype=bool) & (k >= 1)
+    reachable = np.asarray(far_measurable(n_i, fars), dtype=bool) & (k >= 1)  # the rule; k >= 1 keeps FAR-0 points out
     # Every candidate strictly above the (k+1)-th largest impostor accepts at most k impostors;
     # the smallest such score value (in either class) is the conservative threshold.
     above = np.where(k < n_i, impostor[np.clip(n_i - 1 - k, 0, n_i - 1)], -np.inf)
@@ -391,8 +391,8 @@ def verification_report(scores, labels, folds=None, fars=DEFAULT_FARS, n_folds: 
     unmeasurable FAR, a threshold of +inf) are ``None``. Small-sample flags (:mod:`.sample_size`):
     ``tar_at_far_measurable`` (``{"1e-04": bool}``), ``min_impostors_at_far`` (``{"1e-04": 10000}``),
     ``accuracy_measurable`` / ``min_fold_pairs`` (None without k-fold), and ``unmeasurable``: the
-    keys not to read as measurements, e.g. ``["tar_at_far.1e-04", "accuracy"]``. ``n_folds=None`` (with ``folds=None``)
-    skips the k-fold accuracy (``None`` values): IJB-style 1:1 protocols report TAR@FAR only, and
+    keys not to read as measurements, e.g. ``["tar_at_far.1e-04", "accuracy"]``. ``n_folds=None``
+    (with ``folds=None``) skips the k-fold accuracy (``None`` values): IJB-style 1:1 protocols report TAR@FAR only, and
     k-fold over their 15.6M pairs costs ~10 s (10 sorted passes) where the rest takes ~1 s.
     """
     scores = _as_scores(scores)
