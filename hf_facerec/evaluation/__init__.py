@@ -3,7 +3,8 @@
 The torch side (embedding benchmarks, the cache, the reports) is :mod:`hf_facerec.benchmarks`.
 
 Conventions (details in :mod:`~hf_facerec.evaluation.verification`): higher score = more similar,
-"same" iff score >= threshold, label 1 = genuine/mated. The core imports only numpy;
+"same" iff score >= threshold, label 1 = genuine/mated. What a small sample can measure, and the
+intervals of rates, is :mod:`~hf_facerec.evaluation.sample_size`. The core imports only numpy;
 matplotlib is imported only when a plot is drawn.
 """
 
@@ -36,6 +37,7 @@ from .identification import (
     tpir_at_fpir,
 )
 from .plots import plot_det, plot_group_bars, plot_roc, plot_score_histogram
+from .sample_size import MEASURABLE_FAR_FACTOR, MIN_PAIRS_PER_FOLD, far_measurable, min_impostors, wilson_interval
 from .scoring import cosine_similarity, pair_scores, template_embeddings
 from .verification import (
     DEFAULT_FARS,
@@ -54,6 +56,8 @@ from .verification import (
 __all__ = [
     "DEFAULT_FARS",
     "DEFAULT_FPIRS",
+    "MEASURABLE_FAR_FACTOR",
+    "MIN_PAIRS_PER_FOLD",
     "MIXED_GROUP",
     "grouped_bias_report",
     "groups_with_both_classes",
@@ -66,6 +70,7 @@ __all__ = [
     "cosine_similarity",
     "det_curve",
     "equal_error_rate",
+    "far_measurable",
     "fairness_discrepancy_rate",
     "fmr_fnmr_per_group",
     "garbe",
@@ -74,6 +79,7 @@ __all__ = [
     "identification_report",
     "kfold_accuracy",
     "max_min_ratio",
+    "min_impostors",
     "pair_scores",
     "per_group_verification",
     "plot_det",
@@ -90,4 +96,5 @@ __all__ = [
     "top_k",
     "tpir_at_fpir",
     "verification_report",
+    "wilson_interval",
 ]

@@ -16,6 +16,11 @@ Two views, both standard:
 Ratio conventions (documented NaN/inf, never a silent finite number): x/0 with x > 0 is +inf
 (unbounded disparity); 0/0 is NaN (no errors observed, ratio undefined). JSON reports turn
 both into ``None``. Each group needs genuine and impostor pairs; rate summaries need >= 2 groups.
+
+Small samples (:mod:`~hf_facerec.evaluation.sample_size`): every per-group FMR/FNMR carries its
+Wilson 95% interval (``fmr_ci``, ``fnmr_ci``); a group FMR at the FAR-f threshold from fewer than
+``ceil(1/f)`` impostors is flagged (``fmr_measurable``), and :func:`bias_report` lists what is not
+a measurement under ``unmeasurable`` (e.g. ``"groups.a.fmr"``, then the FMR-based summaries).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._checks import _as_group_rates, _as_labels, _as_rates, _as_scores, _json_float
+from .sample_size import CI_LABEL, far_measurable, min_impostors, wilson_interval
 from .verification import DEFAULT_FARS, threshold_at_far, verification_report
 
 __all__ = [
@@ -67,7 +73,8 @@ def _validated(scores, labels, groups) -> tuple[np.ndarray, np.ndarray, list, np
 
 
 def _rates_at(scores, is_genuine, codes, n_groups: int, threshold: float) -> dict[str, np.ndarray]:
-    """Per-group counts and FMR/FNMR at one threshold, each (K,), via bincount (no loop)."""
+    """Per-group counts, FMR/FNMR and their Wilson 95% intervals (``*_ci``: (K, 2)) at one
+    threshold, each (K,), via bincount (no loop)."""
     accepted = scores >= threshold
     n_genuine = np.bincount(codes, weights=is_genuine, minlength=n_groups)
     n_impostor = np.bincount(codes, minlength=n_groups) - n_genuine
@@ -78,6 +85,10 @@ def _rates_at(scores, is_genuine, codes, n_groups: int, threshold: float) -> dic
         "n_impostor": n_impostor.astype(np.int64),
         "fmr": false_match / n_impostor,
         "fnmr": false_non_match / n_genuine,
+        "false_matches": false_match.astype(np.int64),
+        "false_non_matches": false_non_match.astype(np.int64),
+        "fmr_ci": np.stack(wilson_interval(false_match, n_impostor), axis=1),
+        "fnmr_ci": np.stack(wilson_interval(false_non_match, n_genuine), axis=1),
     }
 
 
@@ -87,14 +98,15 @@ def fmr_fnmr_per_group(scores, labels, groups, threshold: float) -> dict:
     Args:
         scores: (N,). labels: (N,) binary. groups: (N,) group of each pair (any sortable ids).
     Returns:
-        ``{group: {"fmr", "fnmr", "n_genuine", "n_impostor"}}``.
+        ``{group: {"fmr", "fnmr", "n_genuine", "n_impostor", "false_matches", "false_non_matches",
+        "fmr_ci", "fnmr_ci"}}`` (``*_ci``: Wilson 95% ``[low, high]``).
     """
     threshold = float(threshold)
     if np.isnan(threshold):
         raise ValueError("threshold is NaN")
     scores, is_genuine, names, codes = _validated(scores, labels, groups)
     rates = _rates_at(scores, is_genuine, codes, len(names), threshold)
-    return {name: {key: values[i].item() for key, values in rates.items()} for i, name in enumerate(names)}
+    return {name: {key: values[i].tolist() for key, values in rates.items()} for i, name in enumerate(names)}
 
 
 def per_group_verification(
@@ -104,8 +116,8 @@ def per_group_verification(
 
     Each group's ``accuracy`` is its k-fold accuracy with thresholds chosen inside the group
     (RFW protocol; contiguous folds in the group's pair order unless ``folds`` (N,) is given).
-    With a global ``threshold`` each entry also gets ``fmr``, ``fnmr`` and
-    ``accuracy_at_threshold`` at that threshold.
+    With a global ``threshold`` each entry also gets ``fmr``, ``fnmr``, their Wilson 95% intervals
+    ``fmr_ci`` / ``fnmr_ci``, ``false_matches`` and ``accuracy_at_threshold`` at that threshold.
 
     Returns:
         ``{group: report dict}``.
@@ -130,7 +142,10 @@ def per_group_verification(
         correct = np.bincount(codes, weights=(scores >= threshold) == is_genuine, minlength=len(names))
         accuracy = correct / np.bincount(codes, minlength=len(names))
         for i, name in enumerate(names):
-            reports[name].update(fmr=float(rates["fmr"][i]), fnmr=float(rates["fnmr"][i]), accuracy_at_threshold=float(accuracy[i]))
+            reports[name].update(fmr=float(rates["fmr"][i]), fnmr=float(rates["fnmr"][i]),
+                                 accuracy_at_threshold=float(accuracy[i]),
+                                 fmr_ci=rates["fmr_ci"][i].tolist(), fnmr_ci=rates["fnmr_ci"][i].tolist(),
+                                 false_matches=int(rates["false_matches"][i]))
     return reports
 
 
@@ -214,6 +229,9 @@ def bias_report(scores, labels, groups, far: float = 1e-3, alpha: float = 0.5, f
     Keys: ``far``, ``threshold``, ``groups`` (``{str(group): per-group report with fmr, fnmr,
     accuracy, ...}``), ``accuracy_summary`` (mean/std/ser of k-fold accuracies), ``fdr``,
     ``garbe``, ``fmr_max_min_ratio``, ``fnmr_max_min_ratio``, ``alpha``. inf/NaN become ``None``.
+    Small samples: each group gets ``fmr_measurable`` (``n_impostor >= ceil(1/far)``) and
+    ``min_impostors``; ``unmeasurable`` lists ``groups.<g>.fmr`` / ``groups.<g>.accuracy`` entries and,
+    when any group FMR is flagged, ``fdr``, ``garbe``, ``fmr_max_min_ratio``; ``ci`` names the interval.
     """
     if np.ndim(far) != 0:
         raise ValueError(f"bias_report takes one FAR target, got {far!r}")
@@ -228,6 +246,15 @@ def bias_report(scores, labels, groups, far: float = 1e-3, alpha: float = 0.5, f
     fnmr = {name: r["fnmr"] for name, r in reports.items()}
     summary = group_accuracy_summary({name: r["accuracy"] for name, r in reports.items()})
     summary.update(ser=_json_float(summary["ser"]), best_group=str(summary["best_group"]), worst_group=str(summary["worst_group"]))
+    unmeasurable = []
+    for name, r in reports.items():
+        r.update(fmr_measurable=bool(far_measurable(r["n_impostor"], far)), min_impostors=min_impostors(far))
+        unmeasurable += [f"groups.{name}.fmr"] if not r["fmr_measurable"] else []
+        unmeasurable += [f"groups.{name}.accuracy"] if r["accuracy_measurable"] is False else []
+    if any(not r["fmr_measurable"] for r in reports.values()):  # a summary is no better than its worst input
+        unmeasurable += ["fdr", "garbe", "fmr_max_min_ratio"]
+    if any(r["accuracy_measurable"] is False for r in reports.values()):
+        unmeasurable += ["accuracy_summary"]
     return {
         "far": far,
         "threshold": _json_float(threshold),
@@ -238,4 +265,6 @@ def bias_report(scores, labels, groups, far: float = 1e-3, alpha: float = 0.5, f
         "garbe": garbe(fmr, fnmr, alpha),
         "fmr_max_min_ratio": _json_float(max_min_ratio(fmr)),
         "fnmr_max_min_ratio": _json_float(max_min_ratio(fnmr)),
+        "unmeasurable": unmeasurable,
+        "ci": CI_LABEL,
     }

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._checks import _as_scores, _json_float
 from .bias import bias_report, gini_coefficient, max_min_ratio
+from .sample_size import CI_LABEL, far_measurable, min_impostors, wilson_interval
 from .verification import impostor_threshold
 
 __all__ = [
@@ -72,14 +73,17 @@ def impostor_fmr_report(scores, groups, far: float | None = 1e-3, threshold: flo
     """FMR per group from impostor scores only (data without identities, e.g. UTKFace).
 
     The threshold is ``threshold`` (``far`` is then only recorded) or :func:`impostor_threshold` at
-    ``far`` over all the impostor scores. Standard errors are the binomial ``sqrt(p (1 - p) / n)``.
+    ``far`` over all the impostor scores. Standard errors are the binomial ``sqrt(p (1 - p) / n)``;
+    ``fmr_ci`` is the Wilson 95% interval (the error bars: inside [0, 1] even at 0 false matches).
+    A group with fewer than ``ceil(1/far)`` impostors has ``fmr_measurable`` False and is listed
+    in ``unmeasurable`` (``"groups.<g>.fmr"``, then ``"fmr_max_min_ratio"`` and ``"fmr_gini"``).
 
     Args:
         scores: (N,) impostor similarities. groups: (N,) group of each pair.
     Returns:
         ``{"kind": "impostor_only", "far", "threshold", "n_impostor", "groups": {group: {"fmr",
-        "fmr_std_error", "false_matches", "n_impostor"}}, "fmr_max_min_ratio", "fmr_gini"}``
-        (an unbounded ratio is ``None``).
+        "fmr_std_error", "false_matches", "n_impostor", "fmr_ci", "fmr_measurable", "min_impostors"}},
+        "fmr_max_min_ratio", "fmr_gini", "unmeasurable", "ci"}`` (an unbounded ratio is ``None``).
     Raises:
         ValueError: bad scores/groups, fewer than 2 groups, or ``far < 1 / N`` without a threshold.
     """
@@ -99,19 +103,47 @@ def impostor_fmr_report(scores, groups, far: float | None = 1e-3, threshold: flo
     n = np.bincount(codes, minlength=names.size)
     false_matches = np.bincount(codes, weights=scores >= threshold, minlength=names.size)
     fmr = false_matches / n
+    low, high = wilson_interval(false_matches, n)
+    groups = {
+        name: {"fmr": float(fmr[i]), "fmr_std_error": float(np.sqrt(fmr[i] * (1 - fmr[i]) / n[i])),
+               "false_matches": int(false_matches[i]), "n_impostor": int(n[i]), **_fmr_flags(n[i], far),
+               "fmr_ci": [float(low[i]), float(high[i])]}
+        for i, name in enumerate(names.tolist())
+    }
+    unmeasurable = [f"groups.{name}.fmr" for name, g in groups.items() if g["fmr_measurable"] is False]
     return {
         "kind": "impostor_only",
         "far": None if far is None else float(far),
         "threshold": _json_float(threshold),
         "n_impostor": int(scores.size),
-        "groups": {
-            name: {"fmr": float(fmr[i]), "fmr_std_error": float(np.sqrt(fmr[i] * (1 - fmr[i]) / n[i])),
-                   "false_matches": int(false_matches[i]), "n_impostor": int(n[i])}
-            for i, name in enumerate(names.tolist())
-        },
+        "groups": groups,
         "fmr_max_min_ratio": _json_float(max_min_ratio(fmr)),
         "fmr_gini": gini_coefficient(fmr),
+        "unmeasurable": unmeasurable + (["fmr_max_min_ratio", "fmr_gini"] if unmeasurable else []),
+        "ci": CI_LABEL,
     }
+
+
+def _fmr_flags(n_impostor: int, far: float | None) -> dict:
+    """``fmr_measurable`` / ``min_impostors`` of an FMR from ``n_impostor`` pairs at the FAR-``far``
+    threshold (None, None without a FAR target: a given threshold has no resolution to meet)."""
+    if far is None:
+        return {"fmr_measurable": None, "min_impostors": None}
+    return {"fmr_measurable": bool(far_measurable(int(n_impostor), far)), "min_impostors": min_impostors(far)}
+
+
+def _other_group(scores: np.ndarray, is_genuine: np.ndarray, threshold: float, far: float) -> dict:
+    """FMR (impostor pairs) and/or FNMR (genuine pairs) of a group outside the ranking, with intervals."""
+    n_genuine, n_impostor = int(np.count_nonzero(is_genuine)), int(np.count_nonzero(~is_genuine))
+    entry = {"n_genuine": n_genuine, "n_impostor": n_impostor}
+    if n_impostor:
+        false_matches = int(np.count_nonzero(scores[~is_genuine] >= threshold))
+        entry.update(fmr=false_matches / n_impostor, fmr_ci=list(wilson_interval(false_matches, n_impostor)),
+                     false_matches=false_matches, **_fmr_flags(n_impostor, far))
+    if n_genuine:
+        misses = int(np.count_nonzero(scores[is_genuine] < threshold))
+        entry.update(fnmr=misses / n_genuine, fnmr_ci=list(wilson_interval(misses, n_genuine)))
+    return entry
 
 
 def grouped_bias_report(scores, labels, groups, far: float = 1e-3, folds=None, alpha: float = 0.5) -> dict:
@@ -145,8 +177,9 @@ def grouped_bias_report(scores, labels, groups, far: float = 1e-3, folds=None, a
         threshold = impostor_threshold(scores, far)
         named = groups != MIXED_GROUP
         report = impostor_fmr_report(scores[named], groups[named], far=far, threshold=threshold)
-        others = {MIXED_GROUP: {"fmr": float(np.mean(scores[~named] >= threshold)), "n_impostor": int((~named).sum())}}
-        return {**report, "other_groups": others if (~named).any() else {}, "n_left_out": int((~keep).sum())}
+        others = {MIXED_GROUP: _other_group(scores[~named], labels[~named], threshold, far)} if (~named).any() else {}
+        report = {**report, "other_groups": others, "n_left_out": int((~keep).sum())}
+        return _flag_others(report)
     names = np.unique(groups)
     both = groups_with_both_classes(labels, groups)
     if both.size < 2:
@@ -155,15 +188,16 @@ def grouped_bias_report(scores, labels, groups, far: float = 1e-3, folds=None, a
     fold_arg = None if folds is None else np.asarray(folds)[keep][member]
     report = bias_report(scores[member], labels[member], groups[member], far=far, alpha=alpha, folds=fold_arg)
     threshold = np.inf if report["threshold"] is None else report["threshold"]
-    others = {}
-    for name in names[~np.isin(names, both)]:
-        in_group = groups == name
-        entry = {"n_genuine": int(np.count_nonzero(labels & in_group)), "n_impostor": int(np.count_nonzero(~labels & in_group))}
-        if entry["n_impostor"]:
-            entry["fmr"] = float(np.mean(scores[in_group & ~labels] >= threshold))
-        if entry["n_genuine"]:
-            entry["fnmr"] = float(np.mean(scores[in_group & labels] < threshold))
-        others[str(name)] = entry
+    others = {str(name): _other_group(scores[groups == name], labels[groups == name], threshold, far)
+              for name in names[~np.isin(names, both)]}
     report.update(kind="pairs", other_groups=others, n_left_out=int((~keep).sum()))
+    return _flag_others(report)
+
+
+def _flag_others(report: dict) -> dict:
+    """Add the unmeasurable FMRs of the groups outside the ranking to ``report["unmeasurable"]``."""
+    report["unmeasurable"] = report.get("unmeasurable", []) + [
+        f"other_groups.{name}.fmr" for name, g in report["other_groups"].items() if g.get("fmr_measurable") is False
+    ]
     return report
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import _as_embeddings, _as_rates, _json_float, _l2_normalize, _positive_int, _rate_key, _row_norms
+from .sample_size import far_measurable
 from .verification import _threshold_at_far_sorted
 
 __all__ = [
@@ -266,7 +267,8 @@ def identification_report(
     Keys: ``rank_<k>`` for each k, ``tpir_at_fpir`` (``{"1e-02": tpir}``; ``None`` entries for an
     unmeasurable FPIR; an empty dict when all probes are mated or all non-mated), ``n_probes``,
     ``n_mated``, ``n_non_mated``, ``n_gallery``, ``n_identities``. Rank keys are absent when no
-    probe is mated.
+    probe is mated. ``tpir_at_fpir_measurable`` (``{"1e-02": bool}``: FPIR f needs ``ceil(1/f)``
+    non-mated probes, :mod:`.sample_size`) and ``unmeasurable`` (e.g. ``["tpir_at_fpir.1e-03"]``).
     """
     outcome = _search(probe, probe_labels, gallery, gallery_labels, chunk_size)
     n_mated = int(np.count_nonzero(outcome.is_mated))
@@ -276,10 +278,13 @@ def identification_report(
     open_set = 0 < n_mated < outcome.is_mated.size
     tpirs = _tpir(outcome, fpirs, rank) if open_set else {}
     report["tpir_at_fpir"] = {_rate_key(f): _json_float(t) for f, t in tpirs.items()}
+    n_non_mated = int(outcome.is_mated.size - n_mated)
+    report["tpir_at_fpir_measurable"] = {_rate_key(f): bool(far_measurable(n_non_mated, f)) for f in tpirs}
+    report["unmeasurable"] = [f"tpir_at_fpir.{key}" for key, ok in report["tpir_at_fpir_measurable"].items() if not ok]
     report.update(
         n_probes=int(outcome.is_mated.size),
         n_mated=n_mated,
-        n_non_mated=int(outcome.is_mated.size - n_mated),
+        n_non_mated=n_non_mated,
         n_gallery=outcome.n_gallery,
         n_identities=outcome.n_identities,
     )

@@ -18,7 +18,9 @@ Conventions (shared by :mod:`~hf_facerec.evaluation.identification` and :mod:`~h
 * **TAR@FAR**: the threshold is the smallest candidate whose empirical FAR <= target (conservative:
   the highest TAR whose measured FAR meets the target; no interpolation between operating points). A target below
   ``1 / #impostors`` cannot be resolved by the data (it would silently mean "FAR = 0"): it raises
-  ``ValueError`` in :func:`threshold_at_far` and is reported as NaN by :func:`tar_at_far`.
+  ``ValueError`` in :func:`threshold_at_far` and is reported as NaN by :func:`tar_at_far`; reports
+  flag it (``tar_at_far_measurable``, ``unmeasurable``). The rule, and the k-fold one, live in
+  :mod:`~hf_facerec.evaluation.sample_size`.
 
 Everything is built on one sort of the scores (:func:`_sort_by_class`) and cumulative counts
 (:func:`_roc_counts`); no Python loop over thresholds. Embedding -> score helpers live in
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import _as_labels, _as_rates, _as_scores, _json_float, _positive_int, _rate_key
+from .sample_size import far_measurable, kfold_measurable, min_impostors
 from .scoring import cosine_similarity, pair_scores, template_embeddings
 
 __all__ = [
@@ -211,7 +214,8 @@ def _threshold_at_far_sorted(
         genuine: (n_g,) ascending. impostor: (n_i,) ascending. fars: (F,) targets in [0, 1].
     Returns:
         ``(thresholds (F,) float64, genuine_accepted (F,) int64, reachable (F,) bool)``; for an
-        unreachable target (``far < 1 / n_i``) the threshold is the one reaching FAR = 0.
+        unreachable target (:func:`~hf_facerec.evaluation.sample_size.far_measurable` false, i.e.
+        ``far < 1 / n_i``) the threshold is the one reaching FAR = 0.
     """
     n_i = impostor.size
     # k = most impostors allowed: the largest integer with k / n_i <= far, evaluated with the same
@@ -219,7 +223,7 @@ def _threshold_at_far_sorted(
     k = np.floor(fars * n_i).astype(np.int64)
     k += (k + 1) / n_i <= fars
     k -= k / n_i > fars
-    reachable = k >= 1
+    reachable = np.asarray(far_measurable(n_i, fars), dtype=bool) & (k >= 1)  # the rule; k >= 1 keeps FAR-0 points out
     # Every candidate strictly above the (k+1)-th largest impostor accepts at most k impostors;
     # the smallest such score value (in either class) is the conservative threshold.
     above = np.where(k < n_i, impostor[np.clip(n_i - 1 - k, 0, n_i - 1)], -np.inf)
@@ -337,7 +341,8 @@ def kfold_accuracy(scores, labels, folds=None, n_folds: int = 10) -> dict:
         n_folds: number of folds when ``folds`` is None.
     Returns:
         ``{"mean", "std" (population, ddof=0, as the classic scripts), "fold_accuracies" (list),
-        "thresholds" (list)}``.
+        "thresholds" (list), "fold_sizes" (list), "measurable"}``; ``measurable`` is False when a
+        test fold has fewer than ``sample_size.MIN_PAIRS_PER_FOLD`` pairs (the mean is then not a measurement).
     """
     scores = _as_scores(scores)
     is_genuine = _as_labels(labels, scores.size)
@@ -357,7 +362,7 @@ def kfold_accuracy(scores, labels, folds=None, n_folds: int = 10) -> dict:
     # One argsort for all folds: each training set is a masked (still sorted) view of it.
     order = np.argsort(scores)  # stability is irrelevant: only counts per distinct value are used
     ordered, genuine_sorted, fold_sorted = scores[order], is_genuine[order], fold_ids[order]
-    accuracies, thresholds = [], []
+    accuracies, thresholds, sizes = [], [], np.bincount(fold_ids, minlength=n_folds)
     for k in range(n_folds):  # a loop over folds, not thresholds
         train = fold_sorted != k
         train_genuine = genuine_sorted[train]
@@ -372,6 +377,8 @@ def kfold_accuracy(scores, labels, folds=None, n_folds: int = 10) -> dict:
         "std": float(np.std(accuracies)),
         "fold_accuracies": accuracies,
         "thresholds": thresholds,
+        "fold_sizes": sizes.tolist(),
+        "measurable": kfold_measurable(sizes),
     }
 
 
@@ -381,20 +388,25 @@ def verification_report(scores, labels, folds=None, fars=DEFAULT_FARS, n_folds: 
     Keys: ``accuracy`` / ``accuracy_std`` (:func:`kfold_accuracy`), ``best_threshold_accuracy``
     and ``best_threshold``, ``tar_at_far`` (``{"1e-04": tar}``), ``eer`` and ``eer_threshold``,
     ``auc``, ``n_genuine``, ``n_impostor``. Undefined/unbounded values (NaN TAR for an
-    unmeasurable FAR, a threshold of +inf) are ``None``. ``n_folds=None`` (with ``folds=None``)
-    skips the k-fold accuracy (``None`` values): IJB-style 1:1 protocols report TAR@FAR only, and
+    unmeasurable FAR, a threshold of +inf) are ``None``. Small-sample flags (:mod:`.sample_size`):
+    ``tar_at_far_measurable`` (``{"1e-04": bool}``), ``min_impostors_at_far`` (``{"1e-04": 10000}``),
+    ``accuracy_measurable`` / ``min_fold_pairs`` (None without k-fold), and ``unmeasurable``: the
+    keys not to read as measurements, e.g. ``["tar_at_far.1e-04", "accuracy"]``. ``n_folds=None``
+    (with ``folds=None``) skips the k-fold accuracy (``None`` values): IJB-style 1:1 protocols report TAR@FAR only, and
     k-fold over their 15.6M pairs costs ~10 s (10 sorted passes) where the rest takes ~1 s.
     """
     scores = _as_scores(scores)
     is_genuine = _as_labels(labels, scores.size)
     fars = _as_rates(fars, "fars")
     s = _sort_by_class(scores, is_genuine)
-    kfold = {"mean": None, "std": None}
+    kfold = {"mean": None, "std": None, "measurable": None, "fold_sizes": None}
     if folds is not None or n_folds is not None:
         kfold = kfold_accuracy(scores, is_genuine, folds=folds, n_folds=10 if n_folds is None else n_folds)
     roc = _roc_counts(s)
     best_acc, best_thr = _best_accuracy(roc)
     eer, eer_thr = _eer(roc)
+    tar_measurable = {_rate_key(f): bool(far_measurable(s.n_impostor, f)) for f in fars}
+    unmeasurable = [f"tar_at_far.{key}" for key, ok in tar_measurable.items() if not ok]
     return {
         "accuracy": kfold["mean"],
         "accuracy_std": kfold["std"],
@@ -406,4 +418,9 @@ def verification_report(scores, labels, folds=None, fars=DEFAULT_FARS, n_folds: 
         "auc": float(np.trapezoid(roc.tpr, roc.fpr)),
         "n_genuine": s.n_genuine,
         "n_impostor": s.n_impostor,
+        "tar_at_far_measurable": tar_measurable,
+        "min_impostors_at_far": {_rate_key(f): min_impostors(f) for f in fars},
+        "accuracy_measurable": kfold["measurable"],
+        "min_fold_pairs": None if kfold["fold_sizes"] is None else min(kfold["fold_sizes"]),
+        "unmeasurable": unmeasurable + (["accuracy", "accuracy_std"] if kfold["measurable"] is False else []),
     }

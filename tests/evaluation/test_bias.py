@@ -69,10 +69,11 @@ def test_fmr_fnmr_per_group_hand_example():
     got = B.fmr_fnmr_per_group(scores, labels, groups, threshold=0.5)
     # x: genuine 0.9 (acc), 0.4 (rej) -> FNMR 1/2; impostor 0.6 (acc), 0.2 -> FMR 1/2.
     # y: genuine 0.7 (acc), 0.3 (rej) -> FNMR 1/2; impostor 0.1, 0.8 (acc) -> FMR 1/2.
-    assert got == {
-        "x": {"n_genuine": 2, "n_impostor": 2, "fmr": 0.5, "fnmr": 0.5},
-        "y": {"n_genuine": 2, "n_impostor": 2, "fmr": 0.5, "fnmr": 0.5},
-    }
+    for group in ("x", "y"):
+        assert got[group] == {"n_genuine": 2, "n_impostor": 2, "fmr": 0.5, "fnmr": 0.5, "false_matches": 1,
+                              "false_non_matches": 1, "fmr_ci": got[group]["fmr_ci"], "fnmr_ci": got[group]["fnmr_ci"]}
+        # Wilson 95% of 1/2: centre 0.5, half-width 1.96 sqrt(1/8 + 1.96^2/16) / (1 + 1.96^2/2) = 0.4055.
+        assert got[group]["fmr_ci"] == pytest.approx([0.0945, 0.9055], abs=1e-4) == got[group]["fnmr_ci"]
     assert B.fmr_fnmr_per_group(scores, labels, groups, threshold=0.85)["x"]["fnmr"] == 0.5
     assert B.fmr_fnmr_per_group(scores, labels, groups, threshold=0.85)["y"]["fmr"] == 0.0
 

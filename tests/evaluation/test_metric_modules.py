@@ -91,3 +91,11 @@ def test_gradio_widget_computes_from_a_table():
     table = [["0.9", "1"], ["0.2", "0"], ["0.8", "1"], ["0.1", "0"], ["", ""]]  # blank row ignored
     got = interface.fn(table, '{"n_folds": 2, "fars": [0.5]}')
     assert got == verification_report(np.float32([0.9, 0.2, 0.8, 0.1]), [1, 0, 1, 0], n_folds=2, fars=[0.5])
+
+
+def test_verification_module_flags_177_impostors_at_far_1e3():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(200, int), np.zeros(177, int)]
+    scores = np.where(labels == 1, rng.normal(0.7, 0.1, labels.size), rng.normal(0.1, 0.1, labels.size))
+    got = load_metric("face_verification").compute(predictions=scores, references=labels, fars=(1e-3, 1e-2))
+    assert got["tar_at_far_measurable"] == {"1e-03": False, "1e-02": True} and got["unmeasurable"] == ["tar_at_far.1e-03"]

@@ -65,6 +65,7 @@ def test_lfw_gender_bias_report(lfw_run):
     assert gender["other_groups"]["mixed"]["n_impostor"] == 1149
     for report in gender["groups"].values():
         assert report["accuracy"] > 0.97 and 0 <= report["fmr"] < 0.1 and 0 <= report["fnmr"] < 0.1
+        assert report["fmr_measurable"] is True  # at FAR 1e-2: 177 and 1,674 impostors >= ceil(1/0.01)
     assert 0.9 < gender["fdr"] <= 1.0 and 0.0 <= gender["garbe"] < 1.0
     files = lfw_run[0]["files"]
     assert any(f.endswith("bias_lfw_gender_fmr.png") for f in files) and any(f.endswith("roc.png") for f in files)
@@ -76,3 +77,8 @@ def test_lfw_rerun_comes_from_the_cache(lfw_run):
     again = evaluate_model(model_dir, "lfw", SHARED_DATA, root / "again", **{**kwargs, "far": 1e-3}, plots=False)
     assert again["benchmarks"]["lfw"]["cache"] == "hit" and time.perf_counter() - start < 60
     assert again["benchmarks"]["lfw"]["verification"] == results["benchmarks"]["lfw"]["verification"]
+    # At FAR 1e-3 the 177 F-F impostor pairs cannot measure the women's FMR (177 < 1000); 1,674 M-M pairs can.
+    gender = again["benchmarks"]["lfw"]["bias"]["gender"]
+    assert gender["groups"]["F"]["fmr_measurable"] is False and gender["groups"]["M"]["fmr_measurable"] is True
+    assert "lfw/bias/gender/groups.F.fmr" in again["unmeasurable"]
+    assert "| F | " in (root / "again" / "results.md").read_text() and "n/a (n=177 < 1000)" in (root / "again" / "results.md").read_text()

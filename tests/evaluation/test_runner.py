@@ -305,7 +305,9 @@ def test_impostor_fmr_report_hand_computed():
     groups = np.array(["x"] * 5 + ["y"] * 5)
     report = impostor_fmr_report(scores, groups, far=0.2)  # 2 of 10 impostors may pass: threshold 0.8
     assert report["threshold"] == 0.8 and report["n_impostor"] == 10
-    assert report["groups"]["x"] == {"fmr": 0.4, "fmr_std_error": pytest.approx(np.sqrt(0.24 / 5)), "false_matches": 2, "n_impostor": 5}
+    # Wilson 95% of 2/5: centre (0.4 + z^2/10) / (1 + z^2/5) = 0.4435, half-width 0.3258; 5 >= ceil(1/0.2) impostors.
+    assert report["groups"]["x"] == {"fmr": 0.4, "fmr_std_error": pytest.approx(np.sqrt(0.24 / 5)), "false_matches": 2, "n_impostor": 5,
+                                     "fmr_ci": pytest.approx([0.1176, 0.7693], abs=1e-4), "fmr_measurable": True, "min_impostors": 5}
     assert report["groups"]["y"]["fmr"] == 0.0 and report["fmr_max_min_ratio"] is None  # 0.4 / 0: unbounded
     assert report["fmr_gini"] == pytest.approx(2 / 1 * 0.8 / (2 * 4 * 0.2))  # n/(n-1) * sum|xi-xj| / (2 n^2 mean)
     assert impostor_fmr_report(scores, groups, threshold=0.35)["groups"]["y"]["fmr"] == 0.2

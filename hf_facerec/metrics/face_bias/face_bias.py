@@ -33,6 +33,8 @@ Returns:
     far, threshold, alpha, groups ({group: accuracy, fmr, fnmr, eer, auc, ...}),
     accuracy_summary (mean, std, ser, best/worst group), fdr, garbe, fmr_max_min_ratio,
     fnmr_max_min_ratio. Unbounded/undefined values (e.g. SER with a zero-error group) are None.
+    Per group fmr_ci / fnmr_ci (Wilson 95%) and fmr_measurable (False below ceil(1/far) impostor
+    pairs); unmeasurable lists the flagged entries and the FMR-based summaries they affect.
 """
 
 _CITATION = """\

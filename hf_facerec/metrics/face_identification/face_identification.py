@@ -33,7 +33,8 @@ Args:
     rank (`int`, defaults to 1): R in TPIR(T, R).
 Returns:
     rank_<k> per k, tpir_at_fpir ({"1e-02": tpir or None}; empty without non-mated probes),
-    n_probes, n_mated, n_non_mated, n_gallery, n_identities.
+    n_probes, n_mated, n_non_mated, n_gallery, n_identities; tpir_at_fpir_measurable (False below
+    ceil(1/FPIR) non-mated probes) and unmeasurable.
 """
 
 _CITATION = """\

@@ -31,7 +31,9 @@ Args:
 Returns:
     accuracy, accuracy_std (10-fold mean and population STD), best_threshold_accuracy,
     best_threshold, tar_at_far ({"1e-04": tar or None}), eer, eer_threshold, auc, n_genuine,
-    n_impostor.
+    n_impostor; small-sample flags tar_at_far_measurable ({"1e-03": False} below ceil(1/FAR)
+    impostor pairs), min_impostors_at_far, accuracy_measurable (False when a test fold has < 30
+    pairs), min_fold_pairs and unmeasurable (the keys not to read as measurements).
 Examples:
     >>> metric = evaluate.load("face_verification")
     >>> metric.compute(predictions=[0.9, 0.2, 0.8, 0.1], references=[1, 0, 1, 0], n_folds=2)["accuracy"]
