@@ -74,42 +74,50 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def _rate_ci(r: dict, key: str, n: int) -> tuple[float, float]:
-    """The core's Wilson interval of ``r[key]``, or one rebuilt from the rate and n (older results.json)."""
-    if r.get(f"{key}_ci") is not None:
-        return tuple(r[f"{key}_ci"])
-    return wilson_interval(round(r[key] * n), n)
+def _rate_cis(rates: dict, values: dict, key: str, n_key: str) -> dict | None:
+    """Each group's Wilson interval of ``key`` (the core's, or rebuilt from the rate and n for older results.json);
+    None (no error bars) when a group's count is missing (a hand-made results file)."""
+    if any(rates[g].get(f"{key}_ci") is None and not isinstance(rates[g].get(n_key), int) for g in values):
+        return None
+    return {g: tuple(rates[g][f"{key}_ci"]) if rates[g].get(f"{key}_ci") is not None
+            else wilson_interval(round(rates[g][key] * rates[g][n_key]), rates[g][n_key]) for g in values}
+
+
+def _counts(rates: dict, values: dict, *n_keys: str) -> dict:
+    return {g: sum(rates[g][k] for k in n_keys) for g in values if all(isinstance(rates[g].get(k), int) for k in n_keys)}
 
 
 def _fmr_flag(r: dict, far) -> str | None:
     """The "n=9 < 1000" note of an unmeasurable group FMR, else None (flag from the core, or the rule)."""
     measurable = r.get("fmr_measurable")
-    if measurable is None and far:
+    if measurable is None and far and isinstance(r.get("n_impostor"), int):
         measurable = bool(far_measurable(r["n_impostor"], far))
     return unmeasurable_note(r["n_impostor"], far) if measurable is False else None
 
 
-def _bias_bars(report: dict) -> dict[str, dict]:
-    """``{metric: plot_group_bars keyword arguments}`` of one bias report (metrics without values left out)."""
+def bias_bars(report: dict) -> dict[str, dict]:
+    """``{metric: plot_group_bars keyword arguments}`` of one bias report (metrics without values left out): values,
+    error bars (Wilson intervals for rates, +-1 STD for accuracy), n per bar and the unmeasurable bars. The Space
+    draws its charts from it too."""
     groups, far = report.get("groups", {}), report.get("far")
     rates = {g: r for g, r in groups.items()}
     rates.update({g: r for g, r in report.get("other_groups", {}).items()})  # e.g. "mixed" impostor pairs
-    bars = {}
-    if report.get("kind") == "pairs":
+    bars, kind = {}, report.get("kind", "pairs")  # evaluation.bias_report's own reports carry no kind: pairs
+    if kind == "pairs":
         accuracy = {g: r["accuracy"] for g, r in groups.items() if r.get("accuracy") is not None}
         bars["accuracy"] = dict(
             values=accuracy, errors={g: groups[g].get("accuracy_std") or 0.0 for g in accuracy}, ylabel="k-fold accuracy",
-            counts={g: groups[g]["n_genuine"] + groups[g]["n_impostor"] for g in accuracy}, error_label="+- 1 STD over folds",
+            counts=_counts(groups, accuracy, "n_genuine", "n_impostor"), error_label="+- 1 STD over folds",
             unmeasurable={g: f"folds of {groups[g].get('min_fold_pairs')} < {MIN_PAIRS_PER_FOLD} pairs"
                           for g in accuracy if groups[g].get("accuracy_measurable") is False})
-        fnmr = {g: r["fnmr"] for g, r in groups.items()}
-        bars["fnmr"] = dict(values=fnmr, errors={g: _rate_ci(groups[g], "fnmr", groups[g]["n_genuine"]) for g in fnmr},
-                            ylabel="FNMR", counts={g: groups[g]["n_genuine"] for g in fnmr}, error_label=CI_LABEL)
-    if report.get("kind") in ("pairs", "impostor_only"):
+        fnmr = {g: r["fnmr"] for g, r in groups.items() if r.get("fnmr") is not None}
+        bars["fnmr"] = dict(values=fnmr, errors=_rate_cis(groups, fnmr, "fnmr", "n_genuine"), ylabel="FNMR",
+                            counts=_counts(groups, fnmr, "n_genuine"), error_label=CI_LABEL)
+    if kind in ("pairs", "impostor_only"):
         fmr = {g: r["fmr"] for g, r in rates.items() if r.get("fmr") is not None}
         flags = {g: _fmr_flag(rates[g], far) for g in fmr}
-        bars["fmr"] = dict(values=fmr, errors={g: _rate_ci(rates[g], "fmr", rates[g]["n_impostor"]) for g in fmr},
-                           ylabel="FMR", counts={g: rates[g]["n_impostor"] for g in fmr}, error_label=CI_LABEL,
+        bars["fmr"] = dict(values=fmr, errors=_rate_cis(rates, fmr, "fmr", "n_impostor"), ylabel="FMR",
+                           counts=_counts(rates, fmr, "n_impostor"), error_label=CI_LABEL,
                            unmeasurable={g: note for g, note in flags.items() if note})
     return {metric: bar for metric, bar in bars.items() if bar["values"]}
 
@@ -130,7 +138,7 @@ def _plot_all(results: dict, curves: dict, output_dir: Path) -> list[str]:
     for name, result in results["benchmarks"].items():
         for grouping, report in result.get("bias", {}).items():
             at_far = f" (threshold at FAR {report['far']:g})" if report.get("far") else ""
-            for metric, bar in _bias_bars(report).items():
+            for metric, bar in bias_bars(report).items():
                 title = f"{name} by {grouping}" + ("" if metric == "accuracy" else at_far)  # k-fold: own thresholds
                 path = output_dir / f"bias_{_safe_name(name)}_{_safe_name(grouping)}_{metric}.png"
                 written.append(plot_group_bars(path=path, title=title, **bar))
@@ -150,7 +158,10 @@ def _ci_cell(r: dict, key: str, n_key: str, far=None) -> str:
     note = _fmr_flag(r, far) if key == "fmr" else None
     if note:
         return f"n/a ({note})"
-    low, high = _rate_ci(r, key, r[n_key])
+    intervals = _rate_cis({0: r}, {0: r[key]}, key, n_key)
+    if intervals is None:
+        return _fmt(r[key])
+    low, high = intervals[0]
     return f"{_fmt(r[key])} [{_fmt(low, digits=2)}, {_fmt(high, digits=2)}]"
 
 

@@ -53,6 +53,15 @@ def _fmt(value, percent: bool = False) -> str:
     return f"{100 * value:.2f}%" if percent else f"{value:.4g}"
 
 
+def _fmr_note(group: Mapping, far) -> str:
+    """" (unmeasurable: n=9 < 100)" for a group whose impostor pairs cannot measure the FAR; "" otherwise."""
+    from hf_facerec.evaluation.sample_size import unmeasurable_note
+
+    if group.get("fmr_measurable") is not False or not far:
+        return ""
+    return f" (unmeasurable: {unmeasurable_note(group.get('n_impostor', 0), far)})"
+
+
 def bias_tables(report: Mapping) -> str:
     """Markdown: per-group accuracy / FMR / FNMR at the global threshold, then STD, SER, FDR, GARBE and ratios."""
     far = report.get("far")
@@ -61,6 +70,7 @@ def bias_tables(report: Mapping) -> str:
              "| group | accuracy | ± STD | FMR | FNMR | genuine | impostor |", "|---|---|---|---|---|---|---|"]
     for group, r in report["groups"].items():
         lines.append(f"| {group} | {_fmt(r.get('accuracy'), True)} | {_fmt(r.get('accuracy_std'), True)} | {_fmt(r.get('fmr'))} "
+                     f"{_fmr_note(r, far)} "
                      f"| {_fmt(r.get('fnmr'))} | {r.get('n_genuine', 'n/a')} | {r.get('n_impostor', 'n/a')} |")
     summary = report.get("accuracy_summary") or {}
     values = [_fmt(summary.get("std"), True), _fmt(summary.get("ser"))]
@@ -71,19 +81,19 @@ def bias_tables(report: Mapping) -> str:
 
 
 def bias_charts(report: Mapping, title: str = "") -> list[Image.Image | None]:
-    """Three bar charts (accuracy, FMR, FNMR per group) as in-memory images; None for a metric with no values."""
-    groups = report["groups"]
-    metrics = (("accuracy", "k-fold accuracy", "accuracy_std"), ("fmr", "FMR at the global threshold", None),
-               ("fnmr", "FNMR at the global threshold", None))
+    """Three bar charts (accuracy, FMR, FNMR per group) as in-memory images; None for a metric with no values. The bars
+    are the runner's (:func:`hf_facerec.benchmarks.outputs.bias_bars`): n on each, intervals explained, too-small
+    groups marked unmeasurable."""
+    from hf_facerec.benchmarks.outputs import bias_bars
+
+    bars = bias_bars(dict(report))
     charts = []
     with tempfile.TemporaryDirectory(prefix="facerec-bias-") as folder:
-        for key, ylabel, error_key in metrics:
-            values = {g: r[key] for g, r in groups.items() if r.get(key) is not None}
-            if not values:
+        for key in ("accuracy", "fmr", "fnmr"):
+            if key not in bars:
                 charts.append(None)
                 continue
-            errors = {g: groups[g].get(error_key) or 0.0 for g in values} if error_key else None
-            path = plot_group_bars(values, errors, Path(folder) / f"{key}.png", ylabel=ylabel, title=title)
+            path = plot_group_bars(path=Path(folder) / f"{key}.png", title=title, **bars[key])
             with Image.open(path) as image:
                 charts.append(image.convert("RGB"))
     return charts

@@ -65,11 +65,13 @@ def uncalibrated_point(threshold: float = UNCALIBRATED_THRESHOLD) -> OperatingPo
 
 def far_flag(report: Mapping | None, far: float | str) -> str:
     """The one place the Space flags a FAR-based figure (TAR@FAR, threshold at FAR) of ``report`` that its impostor
-    pairs cannot support: ``" (unmeasurable: N impostor pairs < 1/FAR)"``, else ``""``. Evaluation's own small-sample
-    flags, when its reports carry them, belong here too, so every table and label shows them the same way."""
+    pairs cannot support: ``" (unmeasurable: 30 impostor pairs < 1/FAR)"``, else ``""``. The rule is evaluation's
+    (:func:`hf_facerec.evaluation.sample_size.far_measurable`: at least 1/FAR impostor pairs)."""
+    from hf_facerec.evaluation.sample_size import far_measurable
+
     n_impostor = (report or {}).get("n_impostor")
     far = _far_from_key(far)
-    if far is None or not isinstance(n_impostor, (int, float)) or far * n_impostor >= 1:
+    if far is None or not isinstance(n_impostor, (int, float)) or not 0 < far <= 1 or far_measurable(n_impostor, far):
         return ""
     return f" (unmeasurable: {int(n_impostor)} impostor pairs < 1/FAR)"
 

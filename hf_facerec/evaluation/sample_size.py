@@ -100,8 +100,9 @@ def wilson_interval(successes, n) -> tuple[np.ndarray, np.ndarray]:
     p, z2 = k / safe_n, _Z95**2
     centre = (p + z2 / (2 * safe_n)) / (1 + z2 / safe_n)
     half = _Z95 * np.sqrt(p * (1 - p) / safe_n + z2 / (4 * safe_n**2)) / (1 + z2 / safe_n)
-    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
-    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    # min/max with p: the exact interval always contains p; rounding can put a bound a hair past it (0 -> 7e-18)
+    low = np.where(n > 0, np.clip(np.minimum(centre - half, p), 0.0, 1.0), 0.0)
+    high = np.where(n > 0, np.clip(np.maximum(centre + half, p), 0.0, 1.0), 1.0)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

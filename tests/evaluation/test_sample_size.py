@@ -157,3 +157,14 @@ def test_markdown_footnotes_a_15_pair_kfold_accuracy(tmp_path):
     results["benchmarks"]["tiny"]["verification"] = verification_report(scores, labels, fars=(1e-3,))
     markdown = markdown_report({**results, "benchmarks": {"tiny": {**results["benchmarks"]["tiny"], "bias": {}}}})
     assert "| 100.00 † |" in markdown and "smallest test fold of 1 pair(s), fewer than 30" in markdown
+
+
+def test_wilson_interval_contains_the_rate_at_zero_and_all():
+    """A zero count once gave a lower bound of 7e-18 above the rate 0 (rounding), which the bar plot refused."""
+    from hf_facerec.evaluation.sample_size import wilson_interval
+
+    for n in (1, 9, 50, 177, 1000):
+        low, high = wilson_interval(0, n)
+        assert low == 0.0 < high
+        low, high = wilson_interval(n, n)
+        assert low < high == 1.0

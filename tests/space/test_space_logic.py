@@ -396,3 +396,14 @@ def test_bundled_examples_are_synthetic_and_deterministic(tmp_path):
     assert len(rows) == 3 and [r[2:] for r in rows] == [[0, 0], [0, 0], [2, 0]] and "face 2" in labels[2]
     for first, second in zip(rows, again):
         assert all(Path(x).read_bytes() == Path(y).read_bytes() for x, y in zip(first[:2], second[:2]))
+
+
+def test_bias_table_and_charts_flag_groups_too_small_for_the_far():
+    """9 impostor pairs cannot measure FMR at FAR 1e-2 (>= 100 needed): the Space says so, as results.md does."""
+    group = {"accuracy": 0.9, "accuracy_std": 0.05, "fmr": 0.0, "fnmr": 0.1, "n_genuine": 40, "n_impostor": 9}
+    report = {"far": 0.01, "threshold": 0.3, "groups": {"A": {**group, "fmr_measurable": False},
+                                                        "B": {**group, "n_impostor": 400, "fmr_measurable": True}}}
+    table = dash.bias_tables(report)
+    assert "(unmeasurable: n=9 < 100)" in table and table.count("unmeasurable") == 1
+    charts = dash.bias_charts(report, "t")
+    assert all(chart is not None and chart.size[0] > 100 for chart in charts)
