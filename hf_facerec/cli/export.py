@@ -17,14 +17,12 @@ FORMATS = ("onnx",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hf_facerec.hub.onnx import DEFAULT_ATOL
-
     parser.add_argument("format", choices=FORMATS, help="export format")
     parser.add_argument("--model", required=True, type=model_source, help="saved model folder or Hub id")
     parser.add_argument("--output", default=None, help="output file (default: MODEL/onnx/model.onnx)")
     parser.add_argument("--opset", type=int, default=17)
-    parser.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                        help="max |torch - onnxruntime| of the unit embeddings allowed (default %(default)g)")
+    parser.add_argument("--atol", type=float, default=None,  # None: hub.onnx.DEFAULT_ATOL (its module loads torch)
+                        help="max |torch - onnxruntime| of the unit embeddings allowed (default 1e-3, see hub/onnx.py)")
     parser.add_argument("--check-images", default=None, metavar="DIR",
                         help="folder of aligned face crops to check on (default: synthetic faces)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
@@ -33,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hf_facerec.hub.onnx import (ONNX_FILENAME, OnnxExportError, facerec_model, check_onnx, export_onnx,
-                                     folder_image_processor)
+    from hf_facerec.hub.onnx import (DEFAULT_ATOL, ONNX_FILENAME, OnnxExportError, check_onnx, export_onnx,
+                                     facerec_model, folder_image_processor)
 
     model = facerec_model(args.model)  # refuses a folder that is not a FaceRec model, in one line
     output = args.output or str(Path(args.model) / ONNX_FILENAME)
@@ -42,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_check:
         print(f"[export] wrote {path} (not checked)")
         return 0
-    result = check_onnx(model, path, args.check_images, folder_image_processor(args.model, model), args.atol)
+    result = check_onnx(model, path, args.check_images, folder_image_processor(args.model, model),
+                        DEFAULT_ATOL if args.atol is None else args.atol)
     if not result.passed:
         raise OnnxExportError(f"{path}: onnxruntime differs from torch: {result}")
     print(f"[export] wrote {path}; {result}")
