@@ -28,13 +28,14 @@ def main() -> None:
     parser.add_argument("--code", default=str(Path(__file__).resolve().parents[1]), help="checkout to time")
     parser.add_argument("--output", default=None, help="quickstart output folder (default: a temporary one)")
     args, extra = parser.parse_known_args()
-    output = args.output or tempfile.mkdtemp(prefix="bench_quickstart_")
+    output = str(Path(args.output or tempfile.mkdtemp(prefix="bench_quickstart_")).resolve())
     env = {**os.environ, "PYTHONPATH": args.code, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "hf_facerec.cli", "quickstart", "--output", output, *extra]
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd=--code: `python -m` puts the working directory ahead of PYTHONPATH, so run from the checkout timed.
+    subprocess.run(command, env=env, cwd=args.code, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # includes the grandchildren (workers) it waited for
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
