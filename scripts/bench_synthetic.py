@@ -3,7 +3,8 @@
     PYTHONPATH=. python scripts/bench_synthetic.py            # ~10 CPU-minutes (CNN: 300 ids x 20, 10 epochs)
     PYTHONPATH=. python scripts/bench_synthetic.py --quick    # ~3 CPU-minutes (150 ids, 4 epochs)
 
-Prints: render speed on one core (render only, render + PNG, whole ``make_synthetic_faces``), then
+Prints: render speed on one core (render only, render + PNG, whole ``make_synthetic_faces``) and over all
+cores (``render_synthetic_faces(num_workers=cpu_count)``, wall time), then
 10-fold verification accuracy on ``make_synthetic_pairs`` (1,000 pairs by default, identities disjoint
 from training) for raw-pixel cosine, a PCA+LDA linear probe on raw pixels, and a tiny CNN trained with
 a CosFace loss on identity-balanced batches. The faces are SYNTHETIC (drawn from random numbers).
@@ -30,6 +31,7 @@ from hf_facerec.data.synthetic import (
     make_synthetic_faces,
     make_synthetic_pairs,
     render_identity_image,
+    render_synthetic_faces,
     sample_identity,
 )
 from hf_facerec.data.synthetic.datasets import _encode_png
@@ -84,6 +86,11 @@ def bench_speed(n_images: int) -> dict:
                                       for j in range(n_images)])
     timed("png", lambda: [_encode_png(im) for im in images])
     timed("make_synthetic_faces", lambda: make_synthetic_faces(num_identities=ids, images_per_identity=n_images // ids))
+    # Parallel rendering (what quickstart does): wall time only, the workers' CPU is not this process's.
+    workers = os.cpu_count() or 1
+    wall = time.perf_counter()
+    render_synthetic_faces(num_identities=ids, images_per_identity=n_images // ids, num_workers=workers)
+    out[f"render_synthetic_faces_{workers}_workers_img_per_wall_s"] = n_images / (time.perf_counter() - wall)
     return out
 
 
@@ -160,6 +167,9 @@ def main() -> None:
     for name in ("render", "png", "make_synthetic_faces"):
         print(f"speed, 1 thread, 112x112, {name}: {results[f'{name}_img_per_cpu_s']:.0f} img per CPU-second, "
               f"{results[f'{name}_img_per_wall_s']:.0f} img per wall second (load average {os.getloadavg()[0]:.1f})")
+    parallel = next(key for key in results if key.startswith("render_synthetic_faces_"))
+    print(f"speed, {parallel.split('_')[3]} processes, 112x112, render_synthetic_faces (arrays): "
+          f"{results[parallel]:.0f} img per wall second")
     torch.set_num_threads(os.cpu_count() or 1)
 
     pairs112 = make_synthetic_pairs()  # 10 folds x 100 pairs, identities from 1,000,000 on

@@ -1,4 +1,4 @@
-"""`hf-facerec quickstart`: the README's main job, offline, on one CPU.
+"""`hf-facerec quickstart`: the README's main job, offline, on a CPU (all its cores: ``--workers``).
 
 With no arguments it trains a small face recognizer from scratch on SYNTHETIC identities (procedurally drawn
 face-like images, `hf_facerec.data.synthetic`; nobody's face), evaluates verification and demographic bias on
@@ -12,12 +12,17 @@ held-out synthetic identities, and writes:
 With ``--data DIR --pairs FILE`` it does the same on real data: DIR is an identity folder (aligned crops,
 ``DIR/<identity>/<image>``), FILE a pair list (LFW ``pairs.txt``, insightface ``.bin`` or a CSV
 ``path1,path2,label[,group]``).
+
+Where the time goes (``results.json`` ``timings_s``; ``scripts/bench_quickstart.py``): the synthetic faces are
+rendered once, by ``--workers`` processes, straight to uint8 arrays; during training one DataLoader worker
+augments the next batches while the main process runs the model on the remaining threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,37 +50,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--far", type=float, default=1e-2, help="FAR of the global threshold of the bias report")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="processes that render the synthetic faces and augment batches (default: %(default)s)")
 
 
-def _datasets(args):
-    """(train identity dataset, evaluation pair dataset, description of the data)."""
+class _ArrayFaces:
+    """An identity dataset over in-memory crops: ``images`` (N, H, W, 3) uint8, ``labels`` (N,) int.
+
+    ``__getitems__`` runs ``transform`` (``make_train_transform``) on a whole batch, as ``set_transform`` does on a
+    ``datasets.Dataset``, so the DataLoader workers decode nothing (the crops are already pixels).
+    """
+
+    def __init__(self, images, labels, transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices) -> list[dict]:
+        batch = self.transform({"image": [self.images[i] for i in indices], "label": self.labels[indices]})
+        return [{"pixel_values": batch["pixel_values"][k], "labels": batch["labels"][k]} for k in range(len(indices))]
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
+
+
+def _datasets(args, transform):
+    """(train dataset with ``transform`` set, number of identities, evaluation pair dataset, description)."""
     if args.data is None:
-        from hf_facerec.data.synthetic import make_synthetic_faces, make_synthetic_pairs
+        from hf_facerec.data.synthetic import make_synthetic_pairs, render_synthetic_faces
 
-        train = make_synthetic_faces(
-            args.identities, args.images_per_identity, seed=args.seed, groups=SYNTHETIC_GROUPS
+        # Rendered once, in parallel, straight to pixels: no PNG encode here and no decode per training step.
+        faces = render_synthetic_faces(
+            args.identities, args.images_per_identity, seed=args.seed, groups=SYNTHETIC_GROUPS,
+            num_workers=args.workers,
         )
         pairs = make_synthetic_pairs(
-            args.eval_identities, pairs_per_fold=args.pairs_per_fold, seed=args.seed, groups=SYNTHETIC_GROUPS
+            args.eval_identities, pairs_per_fold=args.pairs_per_fold, seed=args.seed, groups=SYNTHETIC_GROUPS,
+            num_workers=args.workers,
         )
         description = (
             f"synthetic identities (hf_facerec.data.synthetic, seed {args.seed}): {args.identities} training "
             f"identities x {args.images_per_identity} images; evaluation on {len(pairs)} pairs of "
             f"{args.eval_identities} held-out identities, groups {', '.join(SYNTHETIC_GROUPS)}"
         )
-        return train, pairs, description
+        return _ArrayFaces(faces["images"], faces["labels"], transform), args.identities, pairs, description
     if args.pairs is None:
         raise ValueError("--data needs --pairs (a pair list to evaluate on)")
     from hf_facerec.data.folders import load_identity_folder
     from hf_facerec.data.pairs import load_pair_file
 
     train = load_identity_folder(args.data, min_images_per_identity=2)
+    train.set_transform(transform)
     # An LFW pairs.txt names images of the identity folder itself unless --pairs-images says otherwise.
     lfw = Path(args.pairs).suffix.lower() == ".txt"
     pairs = load_pair_file(args.pairs, images=args.pairs_images or (args.data if lfw else None))
-    description = f"{train.num_rows} images of {train.features['label'].num_classes} identities from {args.data}; " \
+    num_identities = train.features["label"].num_classes
+    description = f"{train.num_rows} images of {num_identities} identities from {args.data}; " \
                   f"evaluation on {len(pairs)} pairs of {args.pairs}"
-    return train, pairs, description
+    return train, num_identities, pairs, description
 
 
 def _build_model(num_identities: int, margin_type: str):
@@ -144,17 +177,27 @@ def run(args: argparse.Namespace) -> int:
     from hf_facerec.models import FaceRecImageProcessor
     from hf_facerec.training import FaceRecTrainer, FaceRecTrainingArguments
 
+    if isinstance(args.workers, bool) or args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(stage: str) -> None:  # wall seconds per stage, for results.json and scripts/bench_quickstart.py
+        timings[stage] = round(time.perf_counter() - started - sum(timings.values()), 2)
+
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    train, pairs, data_description = _datasets(args)
-    num_identities = train.features["label"].num_classes
-    print(f"[quickstart] data: {data_description}")
-
     processor = FaceRecImageProcessor()
-    train.set_transform(make_train_transform(processor, default_train_augmentation("light", seed=args.seed)))
+    transform = make_train_transform(processor, default_train_augmentation("light", seed=args.seed))
+    train, num_identities, pairs, data_description = _datasets(args, transform)
+    print(f"[quickstart] data: {data_description}")
+    lap("data")
+
     model = _build_model(num_identities, args.margin_type)
+    # One loader worker augments the next batches while the main process trains on both cores; on one core
+    # the main process does both (a worker would only add a copy per batch).
+    loader_workers = 1 if args.workers > 1 else 0
     training_args = FaceRecTrainingArguments(
         output_dir=str(output / "checkpoints"),
         finetune_mode="scratch",
@@ -169,20 +212,24 @@ def run(args: argparse.Namespace) -> int:
         save_total_limit=1,
         seed=args.seed,
         use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
+        dataloader_num_workers=loader_workers,
+        dataloader_persistent_workers=loader_workers > 0,  # not re-forked at each of the ~10 epochs
         disable_tqdm=False,
     )
     trainer = FaceRecTrainer(model=model, args=training_args, train_dataset=train, processing_class=processor)
     resume = args.resume and any((output / "checkpoints").glob("checkpoint-*"))
     train_result = trainer.train(resume_from_checkpoint=True if resume else None)
+    lap("train")
     model_dir = trainer.save_final_model(output / "model")
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     print(f"[quickstart] trained {args.steps} steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    lap("save")
 
     from hf_facerec.embedding import FaceEmbedder
 
     embedder = FaceEmbedder.from_pretrained(model_dir, flip="sum")
     results = _evaluate_pairs(embedder, pairs, output, far=args.far)
+    lap("evaluate")
     summary = {
         "data": data_description,
         "model": str(model_dir),
@@ -197,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
             "train_runtime_s": train_result.metrics.get("train_runtime"),
         },
         "results": results,
+        "timings_s": timings,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     (output / "results.json").write_text(json.dumps(summary, indent=2, default=float))

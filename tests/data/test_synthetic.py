@@ -240,3 +240,26 @@ def test_identity_signal_survives_nuisances():
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     same = np.asarray(pairs["is_same"])
     assert cos[same].mean() > cos[~same].mean() + 0.05
+
+
+def test_render_synthetic_faces_are_the_dataset_pixels_for_any_worker_count():
+    arrays = sd.render_synthetic_faces(70, 2, 48, seed=1, groups=("A", "B"))  # 140 images: a pool of 2 starts
+    assert arrays["images"].shape == (140, 48, 48, 3) and arrays["images"].dtype == np.uint8
+    assert arrays["labels"].tolist() == np.repeat(np.arange(70), 2).tolist()
+    assert arrays["groups"][:4].tolist() == ["A", "A", "B", "B"] and arrays["landmarks"].shape == (140, 5, 2)
+    parallel = sd.render_synthetic_faces(70, 2, 48, seed=1, groups=("A", "B"), num_workers=2)
+    for key in ("images", "labels", "groups", "landmarks"):
+        np.testing.assert_array_equal(parallel[key], arrays[key])
+    decoded = [np.asarray(PILImage.open(io.BytesIO(png))) for png in _png_bytes(
+        make_synthetic_faces(70, 2, 48, seed=1, groups=("A", "B"), num_workers=2))]
+    np.testing.assert_array_equal(np.stack(decoded), arrays["images"])
+    with pytest.raises(ValueError, match="num_workers"):
+        sd.render_synthetic_faces(70, 2, 48, num_workers=0)
+
+
+def test_make_synthetic_pairs_same_rows_with_parallel_rendering():
+    kwargs = {"pairs_per_fold": 20, "image_size": 48, "seed": 2, "groups": ("A", "B", "C")}
+    serial, parallel = make_synthetic_pairs(40, **kwargs), make_synthetic_pairs(40, num_workers=2, **kwargs)
+    assert _png_bytes(serial, "image1") == _png_bytes(parallel, "image1")
+    assert _png_bytes(serial, "image2") == _png_bytes(parallel, "image2")
+    assert serial["group"] == parallel["group"] and serial["is_same"] == parallel["is_same"]

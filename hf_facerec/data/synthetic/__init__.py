@@ -17,7 +17,7 @@ from hf_facerec.data.synthetic.render import render_identity_image
 
 _DATASET_NAMES = (
     "make_synthetic_faces", "make_synthetic_pairs", "assign_groups", "NO_GROUP", "MIXED_GROUP", "DEFAULT_EVAL_OFFSET",
-    "PAIR_FEATURES",
+    "PAIR_FEATURES", "render_synthetic_faces",
 )
 
 __all__ = [

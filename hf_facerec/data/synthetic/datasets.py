@@ -28,6 +28,7 @@ __all__ = [
     "assign_groups",
     "make_synthetic_faces",
     "make_synthetic_pairs",
+    "render_synthetic_faces",
 ]
 
 NO_GROUP = "all"  #: the ``group`` value of every row when no groups are asked for
@@ -103,27 +104,66 @@ def _resolve_config(config: SyntheticFaceConfig | None, groups) -> SyntheticFace
     return dataclasses.replace(cfg, group_skin_tone={**spread, **cfg.group_skin_tone})
 
 
-class _Renderer:
-    """Renders (and memoises, as PNG bytes) image j of global identity i for one seed/config/size."""
-
-    def __init__(self, seed: int, config: SyntheticFaceConfig, image_size: int, groups) -> None:
-        self.seed, self.config, self.image_size, self.groups = seed, config, image_size, groups
-        self._identities: dict[int, object] = {}
-        self._images: dict[tuple[int, int], tuple[bytes, np.ndarray]] = {}
-
-    def __call__(self, identity: int, image: int) -> tuple[bytes, np.ndarray]:
-        key = (identity, image)
-        if key not in self._images:
-            if identity not in self._identities:
-                group = assign_groups(np.array([identity]), self.groups)[0]
-                self._identities[identity] = sample_identity(
-                    identity_rng(self.seed, identity), None if group == NO_GROUP else group, self.config
-                )
-            pixels, landmarks = render_identity_image(
-                self._identities[identity], image_rng(self.seed, identity, image), self.image_size, self.config
+def _render_block(seed: int, config: SyntheticFaceConfig, image_size: int, groups, keys) -> list:
+    """[(pixels (S, S, 3) uint8, landmarks (5, 2) float32)] of (global identity, image) ``keys``, in order."""
+    identities: dict[int, object] = {}
+    out = []
+    for identity, image in keys:
+        if identity not in identities:
+            group = assign_groups(np.array([identity]), groups)[0]
+            identities[identity] = sample_identity(
+                identity_rng(seed, identity), None if group == NO_GROUP else group, config
             )
-            self._images[key] = (_encode_png(pixels), landmarks)
-        return self._images[key]
+        out.append(render_identity_image(identities[identity], image_rng(seed, identity, image), image_size, config))
+    return out
+
+
+def _render_many(seed: int, config: SyntheticFaceConfig, image_size: int, groups, keys, num_workers: int) -> list:
+    """``_render_block`` of ``keys`` split over ``num_workers`` processes; the same arrays for any worker count
+    (every image draws from its own ``image_rng``)."""
+    keys = [(int(i), int(j)) for i, j in keys]
+    workers = min(check_int(num_workers, "num_workers", 1), max(1, len(keys) // 64))  # tiny sets: no pool start-up
+    if workers == 1:
+        return _render_block(seed, config, image_size, groups, keys)
+    import multiprocessing as mp
+
+    # fork shares the imported modules (no re-import per worker); spawn elsewhere (macOS, Windows) still works.
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+    blocks = [list(block) for block in np.array_split(np.asarray(keys), 4 * workers) if len(block)]
+    with context.Pool(workers) as pool:
+        parts = pool.starmap(_render_block, [(seed, config, image_size, groups, block) for block in blocks])
+    return [item for part in parts for item in part]
+
+
+def render_synthetic_faces(
+    num_identities: int = 100,
+    images_per_identity: int = 10,
+    image_size: int = 112,
+    seed: int = 0,
+    groups: Sequence[str] | Mapping[str, float] | None = None,
+    config: SyntheticFaceConfig | None = None,
+    identity_offset: int = 0,
+    num_workers: int = 1,
+) -> dict[str, np.ndarray]:
+    """The pixels of :func:`make_synthetic_faces` as arrays, with no PNG round trip (N = identities x images).
+
+    Returns ``{"images": (N, S, S, 3) uint8, "labels": (N,) int64 local identity, "groups": (N,) str,
+    "landmarks": (N, 5, 2) float32}``, identity-major. ``num_workers`` processes render in parallel; the
+    arrays are the same for any ``num_workers``.
+    """
+    n = check_int(num_identities, "num_identities", 1)
+    m = check_int(images_per_identity, "images_per_identity", 1)
+    check_int(image_size, "image_size", 32)
+    seed, offset = check_int(seed, "seed", 0), check_int(identity_offset, "identity_offset", 0)
+    ids = offset + np.arange(n)
+    keys = [(i, j) for i in ids for j in range(m)]
+    rendered = _render_many(seed, _resolve_config(config, groups), image_size, groups, keys, num_workers)
+    return {
+        "images": np.stack([pixels for pixels, _ in rendered]),
+        "labels": np.repeat(np.arange(n), m),
+        "groups": np.repeat(assign_groups(ids, groups), m),
+        "landmarks": np.stack([landmarks for _, landmarks in rendered]),
+    }
 
 
 def make_synthetic_faces(
@@ -135,6 +175,7 @@ def make_synthetic_faces(
     config: SyntheticFaceConfig | None = None,
     identity_offset: int = 0,
     with_landmarks: bool = False,
+    num_workers: int = 1,
 ) -> Dataset:
     """An identity dataset of SYNTHETIC faces, ``num_identities * images_per_identity`` rows.
 
@@ -142,23 +183,21 @@ def make_synthetic_faces(
     ``synthetic_{global index:05d}``), ``group`` (string; ``"all"`` without groups) and, with
     ``with_landmarks``, ``landmarks`` ((5, 2) float32 pixel coordinates, ArcFace order). Rows are
     identity-major. Identities are the global indices ``identity_offset + 0..num_identities-1``.
+    ``num_workers`` processes render in parallel (same rows for any count, see :func:`render_synthetic_faces`).
     """
-    n = check_int(num_identities, "num_identities", 1)
-    m = check_int(images_per_identity, "images_per_identity", 1)
-    check_int(image_size, "image_size", 32)
-    seed, offset = check_int(seed, "seed", 0), check_int(identity_offset, "identity_offset", 0)
-    render = _Renderer(seed, _resolve_config(config, groups), image_size, groups)
-    ids = offset + np.arange(n)
-    rendered = [render(int(i), j) for i in ids for j in range(m)]
+    arrays = render_synthetic_faces(
+        num_identities, images_per_identity, image_size, seed, groups, config, identity_offset, num_workers
+    )
+    ids = check_int(identity_offset, "identity_offset", 0) + np.arange(num_identities)
     columns = {
-        "image": [{"bytes": png, "path": None} for png, _ in rendered],
-        "label": np.repeat(np.arange(n), m).tolist(),
-        "group": np.repeat(assign_groups(ids, groups), m).tolist(),
+        "image": [{"bytes": _encode_png(pixels), "path": None} for pixels in arrays["images"]],
+        "label": arrays["labels"].tolist(),
+        "group": arrays["groups"].tolist(),
     }
     names = [f"synthetic_{i:05d}" for i in ids]
     features = {"image": Image(), "label": ClassLabel(names=names), "group": Value("string")}
     if with_landmarks:
-        columns["landmarks"] = [lm for _, lm in rendered]
+        columns["landmarks"] = list(arrays["landmarks"])
         features["landmarks"] = Array2D(shape=(5, 2), dtype="float32")
     features = Features(features)
     return Dataset.from_dict(columns, features=features, info=DatasetInfo(description=_DESCRIPTION, features=features))
@@ -217,6 +256,7 @@ def make_synthetic_pairs(
     images_per_identity: int = 10,
     image_size: int = 112,
     same_group_impostor_fraction: float = 0.5,
+    num_workers: int = 1,
 ) -> Dataset:
     """A verification dataset of SYNTHETIC faces with the project's pair schema (``PAIR_FEATURES``).
 
@@ -226,6 +266,7 @@ def make_synthetic_pairs(
     identity has ``images_per_identity`` possible images (a pair's two genuine images differ).
     ``group``: the identity's group for genuine pairs; for impostors the shared group, or ``"mixed"``
     when the two identities belong to different groups (``"all"`` everywhere without groups).
+    ``num_workers`` processes render the distinct images in parallel (the same rows for any count).
     """
     n = check_int(num_identities, "num_identities", 2)
     folds = check_int(n_folds, "n_folds", 1)
@@ -243,11 +284,15 @@ def make_synthetic_pairs(
     id_groups = assign_groups(ids, groups)
     plan_rng = np.random.default_rng([seed, _PAIR_STREAM, offset])
     plan = _plan_pairs(plan_rng, id_groups, folds, per_fold, m, same_group_impostor_fraction)
-    render = _Renderer(seed, _resolve_config(config, groups), image_size, groups)
+    first = list(zip(ids[plan["id1"]].tolist(), plan["img1"].tolist()))
+    second = list(zip(ids[plan["id2"]].tolist(), plan["img2"].tolist()))
+    unique = list(dict.fromkeys(first + second))  # each distinct image rendered and encoded once
+    rendered = _render_many(seed, _resolve_config(config, groups), image_size, groups, unique, num_workers)
+    png = {key: {"bytes": _encode_png(pixels), "path": None} for key, (pixels, _) in zip(unique, rendered)}
     g1, g2 = id_groups[plan["id1"]], id_groups[plan["id2"]]
     columns = {
-        "image1": [{"bytes": render(int(ids[i]), int(j))[0], "path": None} for i, j in zip(plan["id1"], plan["img1"])],
-        "image2": [{"bytes": render(int(ids[i]), int(j))[0], "path": None} for i, j in zip(plan["id2"], plan["img2"])],
+        "image1": [png[key] for key in first],
+        "image2": [png[key] for key in second],
         "is_same": plan["is_same"].tolist(),
         "fold": plan["fold"].tolist(),
         "group": np.where(g1 == g2, g1, MIXED_GROUP).tolist(),
