@@ -15,15 +15,21 @@ of every batch mapped fresh pages (the tens of millions of minor page faults). H
   (the no-detection path: crops are already aligned) in forward micro-batches of ``forward_batch``
   images, small enough that activations stay in reused heap memory, writing into one preallocated
   (N, D) array;
-* torch in the main process gets the cores the workers leave (no oversubscription), restored after.
+* torch in the main process gets the cores the workers leave (no oversubscription), restored after;
+* on CPU the model is traced and frozen once per call (``torch.jit.freeze``: batch norms folded
+  into the convolutions, weights constant): half the forward time of MobileFaceNet in eager mode,
+  outputs within 2e-6 (falls back to eager when a model cannot be traced).
 
 Same images, same processor, same model: the embeddings equal the serial path's (tested, atol 1e-5).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import queue
+import warnings
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +43,8 @@ from hf_facerec.data.images import load_rgb
 from hf_facerec.data.preprocess import build_preprocess
 
 __all__ = ["AlignSpec", "aligned_crops", "default_num_workers", "embed_aligned"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,34 @@ def _prefetch(crops: Iterator, bar, depth: int) -> Iterator:
         thread.join()
 
 
+class _Features(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).features
+
+
+def _frozen(embedder, example: torch.Tensor):
+    """A shallow copy of ``embedder`` whose ``_features`` hook runs the traced + frozen model, or
+    ``embedder`` itself (not a plain FaceEmbedder on CPU, or the model does not trace)."""
+    from hf_facerec.embedding import FaceEmbedder
+
+    if type(embedder) is not FaceEmbedder or embedder.device.type != "cpu":  # e.g. ONNX: its own _features
+        return embedder
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings of the models' constant shape checks
+            frozen = torch.jit.freeze(torch.jit.trace(_Features(embedder.model).eval(), example, check_trace=False))
+    except Exception as err:  # any model that does not trace still embeds, in eager mode
+        logger.info("embedding in eager mode: %s does not trace (%s)", type(embedder.model).__name__, err)
+        return embedder
+    fast = copy.copy(embedder)
+    fast._features = frozen
+    return fast
+
+
 @torch.no_grad()
 def embed_aligned(
     embedder,
@@ -173,6 +209,7 @@ def embed_aligned(
     batch_size: int | None = None,
     forward_batch: int = 16,
     progress: bool | None = None,
+    jit: bool = True,
 ) -> tuple[np.ndarray, int]:
     """Align ``sources`` (in workers) and embed the crops with ``embedder`` (in this process).
 
@@ -185,6 +222,7 @@ def embed_aligned(
         batch_size: crops per image-processor call (default ``embedder.batch_size``).
         forward_batch: images per forward pass (flip doubles the rows): small on purpose, see the module doc.
         progress: show the "align" and "embed" bars (default: more than 4 batches).
+        jit: on CPU, run a traced + frozen copy of the model (see the module doc); False: eager.
     Returns:
         ``(embeddings (N, D) float32 unit rows, number of images where no face was found)``.
     """
@@ -208,6 +246,8 @@ def embed_aligned(
             no_face += missed
             if len(pending) == batch_size or index == n - 1:
                 pixels = embedder.image_processor(images=pending, return_tensors="pt")["pixel_values"]
+                if output is None and jit:
+                    embedder = _frozen(embedder, pixels[:forward_batch])
                 for lo in range(0, len(pending), forward_batch):
                     rows = embedder.embed_pixel_values(pixels[lo : lo + forward_batch]).numpy()
                     if output is None:  # the width (D, 2D with flip concat) is known after the first pass
