@@ -8,7 +8,10 @@ a shared machine):
   callable (decode + detect + align + forward in one process, batches of ``--batch-size``);
 * ``new``: :func:`hf_facerec.benchmarks.pipeline.embed_aligned` (workers align, the main process embeds);
 * ``forward``: the bare forward (flip TTA included) of the same model on the pre-aligned crops'
-  pixel values, in the new path's forward micro-batches: the ceiling of any end-to-end path.
+  pixel values, as the new path runs it (frozen, its micro-batches and threads): its ceiling.
+
+``new`` includes starting the worker pool (a forkserver importing the package: seconds), so use a
+few hundred images at least.
 
 Images/s end to end (decode + detect + align + embed), minor page faults per image (this process and
 its workers), and the largest difference between the old and new embeddings. The peer figure:
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hf_facerec.benchmarks.pipeline import AlignSpec, aligned_crops, default_num_workers, embed_aligned
+from hf_facerec.benchmarks.pipeline import AlignSpec, _frozen, aligned_crops, default_num_workers, embed_aligned
 from hf_facerec.benchmarks.registry import load_benchmark
 from hf_facerec.benchmarks.runner import _ChannelsLast, _load_embedder
 from hf_facerec.data.pairs import pair_image_sources
@@ -66,8 +69,12 @@ def main(argv=None) -> dict:
             lambda: embed_aligned(embedder, sources, spec, num_workers=workers, progress=False))
         crops = [crop for crop, _ in aligned_crops(sources, spec, workers)]  # pre-aligned, not timed
         pixels = embedder.image_processor(images=crops, return_tensors="pt")["pixel_values"]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads - workers) if workers else threads)  # as embed_aligned runs it
+        fast = _frozen(embedder, pixels[:16])
         with torch.no_grad():
-            _, bare_s, bare_faults = _timed(lambda: [embedder.embed_pixel_values(pixels[i : i + 16]) for i in range(0, n, 16)])
+            _, bare_s, bare_faults = _timed(lambda: [fast.embed_pixel_values(pixels[i : i + 16]) for i in range(0, n, 16)])
+        torch.set_num_threads(threads)
     rows = {
         "old (serial FaceEmbedder)": (old_s, old_faults),
         f"new (pipeline, {workers} workers)": (new_s, new_faults),

@@ -82,7 +82,7 @@ def _crop(source, preprocess) -> tuple[np.ndarray, bool]:
     return np.asarray(crop, dtype=np.uint8), getattr(preprocess, "no_face", 0) != before
 
 
-_WORKER_PREPROCESS = None  # one per worker process, built by _init_worker
+_WORKER_PREPROCESS = None  # one per worker process, built by _init_worker (or the error it raised)
 
 
 def _init_worker(spec: AlignSpec) -> None:
@@ -93,11 +93,15 @@ def _init_worker(spec: AlignSpec) -> None:
         cv2.setNumThreads(1)  # one process per core: no thread pools fighting inside a worker
     except ImportError:
         pass
-    # no torch here: a forked child must not touch the parent's OpenMP pool (libgomp hangs)
-    _WORKER_PREPROCESS = spec.build()[0]
+    try:
+        _WORKER_PREPROCESS = spec.build()[0]
+    except Exception as err:  # raised with the first task: a failing initializer makes Pool respawn forever
+        _WORKER_PREPROCESS = err
 
 
 def _worker_crop(source) -> tuple[np.ndarray, bool]:
+    if isinstance(_WORKER_PREPROCESS, Exception):
+        raise _WORKER_PREPROCESS
     return _crop(source, _WORKER_PREPROCESS)
 
 
