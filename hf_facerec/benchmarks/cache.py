@@ -122,19 +122,27 @@ def embed_images(
     describe: dict,
     cache: EmbeddingCache | None,
     fingerprint: str,
+    *,
+    num_workers: int | None = 0,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Embed ``sources`` through ``cache``: a hit loads the array, a miss runs the embedder once.
 
     Args:
         embedder: a :class:`~hf_facerec.FaceEmbedder` (its ``flip`` is part of the key).
         sources: (M,) images (paths, bytes, :class:`LandmarkedImage`); keys: their (M,) :func:`image_key`.
-        preprocess: the embedder's per-image callable (e.g. alignment); an integer attribute
-            ``no_face``, when it has one, counts photos where no face was found.
+        preprocess: an :class:`~hf_facerec.benchmarks.pipeline.AlignSpec` (aligned in ``num_workers``
+            processes) or a per-image callable run in this process (e.g. a ``build_preprocess``
+            result; its integer attribute ``no_face``, when it has one, counts photos without a face).
         describe: JSON-able description of ``preprocess`` (part of the key). fingerprint: :func:`model_fingerprint`.
+        num_workers, progress: see :func:`~hf_facerec.benchmarks.pipeline.embed_aligned` (``None``: one
+            worker per spare core; 0: in this process).
     Returns:
         ``(embeddings (M, D) float32 unit rows, info)`` with ``info["cache"]`` = ``"hit"`` /
         ``"miss"`` / ``"off"``, ``info["n_no_face"]`` and ``info["cache_key"]``.
     """
+    from .pipeline import embed_aligned
+
     if len(sources) != len(keys):
         raise ValueError(f"{len(sources)} sources but {len(keys)} keys")
     document = {"format": _CACHE_FORMAT, "model": fingerprint, "flip": embedder.flip, "preprocess": describe,
@@ -144,10 +152,7 @@ def embed_images(
         hit = cache.load(key, len(sources))
         if hit is not None:
             return hit[0], {"cache": "hit", "n_no_face": hit[1].get("n_no_face", 0), "cache_key": key}
-    if hasattr(preprocess, "no_face"):
-        preprocess.no_face = 0
-    embeddings = np.asarray(embedder(list(sources), progress=None, preprocess=preprocess), dtype=np.float32)
-    no_face = int(getattr(preprocess, "no_face", 0))
+    embeddings, no_face = embed_aligned(embedder, list(sources), preprocess, num_workers=num_workers, progress=progress)
     info = {"cache": "miss" if cache is not None else "off", "n_no_face": no_face, "cache_key": key}
     if cache is not None:
         cache.save(key, embeddings, {**document, "n_images": len(sources), "n_no_face": no_face})

@@ -5,7 +5,9 @@
 
 1. list the images of all pairs and keep each once (pairs share images: LFW's 6,000 pairs use
    7,701 images), keyed by absolute path + size + mtime, or by the SHA-1 of encoded bytes;
-2. embed them with :class:`~hf_facerec.FaceEmbedder` (batched, tqdm, flip TTA), preprocessed by
+2. embed them with :class:`~hf_facerec.FaceEmbedder` (flip TTA), decoded + aligned in worker
+   processes while the main one runs the forward passes (:mod:`~hf_facerec.benchmarks.pipeline`,
+   bars "align" and "embed"), preprocessed by
    the benchmark's rule: ``.bin`` crops are centre-cropped to the model's aspect ratio, raw photos
    are detected + aligned (``align="yunet"|"dlib"``) to the template matching the model's input
    size, IJB crops are aligned with the protocol's own landmarks;
@@ -30,13 +32,14 @@ import numpy as np
 import torch
 
 from hf_facerec.data.pairs import pair_image_sources
-from hf_facerec.data.preprocess import LandmarkedImage, build_preprocess, detector_names
+from hf_facerec.data.preprocess import LandmarkedImage, detector_names
 from hf_facerec.evaluation.bias_groups import grouped_bias_report
 from hf_facerec.evaluation.identification import identification_report
 from hf_facerec.evaluation.scoring import pair_scores, template_embeddings
 from hf_facerec.evaluation.verification import verification_report
 
 from .cache import EmbeddingCache, embed_images, image_key, model_fingerprint
+from .pipeline import AlignSpec
 from .registry import (
     BENCHMARKS,
     BenchmarkNotFoundError,
@@ -175,6 +178,8 @@ def evaluate_model(
     image_processor=None,
     device: str | None = None,
     plots: bool = True,
+    num_workers: int | None = None,
+    progress: bool | None = None,
 ) -> dict:
     """Evaluate a face model on benchmarks; write ``results.json``, ``results.md`` and PNG plots.
 
@@ -196,6 +201,9 @@ def evaluate_model(
             (genuine: the identity's group; impostor: the shared group or ``"mixed"``).
         far: the FAR target of the bias reports' global threshold.
         cache_dir: embedding cache (default ``output_dir/embedding_cache``); ``use_cache=False`` disables it.
+        num_workers: processes that decode + detect + align while this one runs the forward passes
+            (default: one per spare core; 0: all in this process); see :mod:`~hf_facerec.benchmarks.pipeline`.
+        progress: the "align" and "embed" bars (default: shown for more than four batches).
     Returns:
         The results dict written to ``results.json``: ``model``, ``model_fingerprint``,
         ``settings``, ``benchmarks`` (``{name: {"verification", "bias", ["identification"], ...}}``),
@@ -221,11 +229,14 @@ def evaluate_model(
     preprocessors: dict[bool, tuple] = {}
 
     def embed(name, sources, keys, detect: bool):
-        if detect not in preprocessors:  # the detector is built only when a benchmark needs it
-            preprocessors[detect] = build_preprocess(face_size, align if detect else "none", detector_model, align_policy)
-        preprocess, describe = preprocessors[detect]
+        if detect not in preprocessors:  # built here once for its description (cache key) and checks
+            spec = AlignSpec(face_size, align if detect else "none",
+                             None if detector_model is None else os.fspath(detector_model), align_policy)
+            preprocessors[detect] = (spec, spec.build()[1])
+        spec, describe = preprocessors[detect]
         describe = {**describe, "benchmark": name}
-        embeddings, info = embed_images(embedder, sources, keys, preprocess, describe, cache, fingerprint)
+        embeddings, info = embed_images(embedder, sources, keys, spec, describe, cache, fingerprint,
+                                        num_workers=num_workers, progress=progress)
         # What happened to the images, for the report: IJB sources carry landmarks (in their keys too).
         ijb = bool(sources) and isinstance(sources[0], LandmarkedImage)
         info["alignment"] = "protocol landmarks" if ijb else (describe["align"] if detect else "none (aligned crops)")

@@ -6,8 +6,10 @@ Example::
         --align yunet --detector-model yunet.onnx --flip concat --group-file gender_per_identity.csv \\
         --output ./eval
 
-Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (also printed) and the PNG plots; embeddings
-are cached under ``OUTPUT/embedding_cache`` (or ``--cache-dir``) so a rerun is instant.
+Writes ``OUTPUT/results.json``, ``OUTPUT/results.md`` (also printed) and the PNG plots; photos are
+decoded + aligned in worker processes (``--num-workers``) while the main process embeds, with
+separate "align" and "embed" progress bars; embeddings are cached under ``OUTPUT/embedding_cache``
+(or ``--cache-dir``) so a rerun is instant.
 Benchmarks not found under ``--data-dir`` are listed as skipped with the paths looked at.
 """
 
@@ -35,6 +37,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``evaluate`` sub-command's options."""
     parser.add_argument("--model", required=True, type=model_source, help="saved FaceRec model folder or Hub id")
@@ -54,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which face to keep when a photo holds several (benchmark photos centre their subject)")
     parser.add_argument("--flip", choices=("sum", "concat", "none"), default="sum", help="flip test-time augmentation")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--num-workers", type=_non_negative_int, default=None,
+                        help="processes that decode + detect + align while this one embeds "
+                             "(default: one per spare core; 0: everything in this process)")
     parser.add_argument("--group-file", help="CSV identity,<group>,...: per-group bias report of pairs with identity names")
     parser.add_argument("--group-column", help="group column of --group-file (default: the first after identity)")
     parser.add_argument("--far", type=_far, default=1e-3, help="FAR of the bias reports' global threshold")
@@ -75,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         detector_model=args.detector_model, align_policy=args.align_policy, flip=args.flip,
         batch_size=args.batch_size, group_file=args.group_file, group_column=args.group_column, far=args.far,
         cache_dir=args.cache_dir, use_cache=not args.no_cache, device=args.device, plots=not args.no_plots,
+        num_workers=args.num_workers,
     )
     print(markdown_report(results))
     print(f"wrote {len(results['files'])} files to {args.output}")

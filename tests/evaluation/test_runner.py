@@ -70,14 +70,16 @@ def data_dir(tmp_path_factory, pairs):
 
 
 def _count_embed_calls(monkeypatch) -> list[int]:
+    from hf_facerec.benchmarks import pipeline
+
     calls: list[int] = []
-    original = FaceEmbedder.__call__
+    original = pipeline.embed_aligned
 
-    def counting(self, images, *args, **kwargs):
+    def counting(embedder, images, *args, **kwargs):
         calls.append(len(images))
-        return original(self, images, *args, **kwargs)
+        return original(embedder, images, *args, **kwargs)
 
-    monkeypatch.setattr(FaceEmbedder, "__call__", counting)
+    monkeypatch.setattr(pipeline, "embed_aligned", counting)
     return calls
 
 
