@@ -33,6 +33,25 @@ def shared_models() -> Path:
     return _require(SHARED_MODELS)
 
 
+def convert_mobilefacenet(target: Path) -> Path:
+    """The shared CASIA MobileFaceNet checkpoint as a FaceRec model folder, by scripts/convert_mobilefacenet.py."""
+    import importlib.util
+
+    script = REPO_ROOT / "scripts" / "convert_mobilefacenet.py"
+    spec = importlib.util.spec_from_file_location("convert_mobilefacenet", script)
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    convert.main(["--checkpoint", str(SHARED_MODELS / "mobilefacenet_casia" / "068.ckpt"), "--output", str(target)])
+    return target
+
+
+@pytest.fixture(scope="session")
+def mobilefacenet_dir(tmp_path_factory) -> Path:
+    """The converted MobileFaceNet, converted once per session (or skip); a test that writes into it copies it."""
+    _require(SHARED_MODELS / "mobilefacenet_casia" / "068.ckpt")
+    return convert_mobilefacenet(tmp_path_factory.mktemp("mobilefacenet") / "model")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_hf_home(tmp_path_factory, monkeypatch):
     """evaluate/datasets copy modules and caches under HF_HOME: keep them out of the user's home."""

@@ -8,26 +8,15 @@ the same pairs here). Embeds 7,701 images twice (image + mirror): about 3 minute
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 
 from hf_facerec.benchmarks.runner import evaluate_model
 
-from ..conftest import SHARED_DATA, SHARED_MODELS
+from ..conftest import SHARED_DATA, SHARED_MODELS, convert_mobilefacenet
 
 pytestmark = pytest.mark.slow
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def _convert(target: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("convert_mobilefacenet", SCRIPTS / "convert_mobilefacenet.py")
-    convert = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(convert)
-    convert.main(["--checkpoint", str(SHARED_MODELS / "mobilefacenet_casia" / "068.ckpt"), "--output", str(target)])
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +30,7 @@ def lfw_run(tmp_path_factory):
         align="yunet", detector_model=next((SHARED_MODELS / "yunet").glob("*.onnx")), flip="concat", batch_size=128,
         group_file=lfw / "gender_per_identity.csv", far=1e-2, cache_dir=root / "cache",
     )
-    model_dir = _convert(root / "mobilefacenet")
+    model_dir = convert_mobilefacenet(root / "mobilefacenet")
     return evaluate_model(model_dir, "lfw", SHARED_DATA, root / "out", **kwargs), model_dir, kwargs, root
 
 

@@ -113,11 +113,8 @@ def test_a_folder_that_is_not_a_facerec_model_is_refused_in_one_line(tmp_path, c
         export_onnx(tmp_path / "adapter", tmp_path / "x.onnx")
 
 
-def test_real_photos_aligned_pass_the_check(shared_data, shared_models, tmp_path):
+def test_real_photos_aligned_pass_the_check(shared_data, shared_models, mobilefacenet_dir, tmp_path):
     """What the user did: the converted MobileFaceNet checkpoint, real photos aligned with YuNet."""
-    import importlib.util
-    from pathlib import Path
-
     from hf_facerec.data.align import FaceAligner
 
     yunet = sorted((shared_models / "yunet").glob("*.onnx"))
@@ -125,17 +122,12 @@ def test_real_photos_aligned_pass_the_check(shared_data, shared_models, tmp_path
     if not yunet or not checkpoint.is_file():
         pytest.skip("needs the MobileFaceNet checkpoint and YuNet in ../shared/models")
     pytest.importorskip("cv2")
-    script = Path(__file__).resolve().parents[2] / "scripts" / "convert_mobilefacenet.py"
-    spec = importlib.util.spec_from_file_location("convert_mobilefacenet", script)
-    convert = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(convert)
-    convert.main(["--checkpoint", str(checkpoint), "--output", str(tmp_path / "model")])
     aligner = FaceAligner.for_face_size((112, 96), detector_model=yunet[0])
     (tmp_path / "crops").mkdir()
     for photo in sorted((shared_data / "samples").glob("*.jpg")):
         aligner(photo).save(tmp_path / "crops" / f"{photo.stem}.png")
-    path = export_onnx(tmp_path / "model", tmp_path / "model.onnx", check=False)
-    result = check_onnx(tmp_path / "model", path, tmp_path / "crops")
+    path = export_onnx(mobilefacenet_dir, tmp_path / "model.onnx", check=False)
+    result = check_onnx(mobilefacenet_dir, path, tmp_path / "crops")
     assert result.num_images == 6 and result.passed and result.min_cosine > 0.99999, str(result)
 
 

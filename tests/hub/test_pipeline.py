@@ -3,6 +3,9 @@ skipping without ../shared, on the sample photos with the converted MobileFaceNe
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -219,21 +222,9 @@ def test_image_feature_extraction_returns_the_face_embedding(model_dir):
 # ---- real photos (skips without ../shared) ---------------------------------------------------------------------
 
 
-def _converted_mobilefacenet(shared_models, target):
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "convert_mobilefacenet.py"
-    spec = importlib.util.spec_from_file_location("convert_mobilefacenet", script)
-    convert = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(convert)
-    convert.main(["--checkpoint", str(shared_models / "mobilefacenet_casia" / "068.ckpt"), "--output", str(target)])
-    return target
-
-
 @pytest.mark.slow
 def test_real_samples_same_people_above_different_people_below_the_stored_threshold(
-        shared_data, shared_models, tmp_path):
+        shared_data, shared_models, mobilefacenet_dir, tmp_path):
     """Calibrate the converted MobileFaceNet on every pair of the images of LFW View 2 fold 1 (YuNet-aligned,
     flip-concatenated, as the LFW evaluation does), store the thresholds, then verify the sample photos."""
     from hf_facerec.data.pairs import load_lfw_pairs
@@ -244,7 +235,7 @@ def test_real_samples_same_people_above_different_people_below_the_stored_thresh
 
     yunet = next((shared_models / "yunet").glob("*.onnx"))
     lfw = shared_data / "lfw"
-    model_dir = _converted_mobilefacenet(shared_models, tmp_path / "mobilefacenet")
+    model_dir = Path(shutil.copytree(mobilefacenet_dir, tmp_path / "mobilefacenet"))  # thresholds are saved into it
     pairs = load_lfw_pairs(lfw / "pairs.txt", lfw / "images")
     fold = pairs.filter(lambda row: row["fold"] == pairs[0]["fold"])
     first, second = _pair_sources(fold)

@@ -128,26 +128,15 @@ def test_photo_without_a_face_names_the_input_and_detector_none_warns(model, tmp
     assert stub.calls == 0
 
 
-def _converted_mobilefacenet(shared_models, target):
-    import importlib.util
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "convert_mobilefacenet.py"
-    spec = importlib.util.spec_from_file_location("convert_mobilefacenet", script)
-    convert = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(convert)
-    convert.main(["--checkpoint", str(shared_models / "mobilefacenet_casia" / "068.ckpt"), "--output", str(target)])
-    return target
-
-
-def test_raw_photos_get_the_aligned_score_not_the_whole_photo_resized(shared_data, shared_models, tmp_path,
+def test_raw_photos_get_the_aligned_score_not_the_whole_photo_resized(shared_data, shared_models, mobilefacenet_dir,
                                                                       monkeypatch):
     """The README's notebook snippet on ordinary photos: obama vs biden scored 0.48-0.51 when the whole photo
     was resized; detected + aligned (the default) they are near 0 (YuNet + flip concat: 0.020, as measured
     with LFW-style alignment), while two photos of Obama stay high."""
     pytest.importorskip("dlib")
     monkeypatch.delenv("HF_FACEREC_YUNET", raising=False)
-    folder = _converted_mobilefacenet(shared_models, tmp_path / "mobilefacenet")
+    folder = mobilefacenet_dir
     samples = shared_data / "samples"
     photos = [str(samples / name) for name in ("obama.jpg", "biden.jpg", "obama2.jpg")]
     embedder = FaceEmbedder.from_pretrained(folder)
