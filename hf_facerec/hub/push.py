@@ -13,8 +13,8 @@ folder (:func:`prepare_upload_folder`):
 and uploads it with ``HfApi.create_repo`` + ``HfApi.upload_folder`` (one commit). The token is ``token`` or the
 ``HF_TOKEN`` environment variable (huggingface_hub's own lookup) and the server is ``endpoint`` or ``HF_ENDPOINT``.
 
-Importing this module makes ``model.push_to_hub(repo_id, ...)`` of a FaceRec model this same upload
-(:func:`publish_model`, set as ``modeling_facerec.HUB_PUBLISHER``), and ``FaceRecTrainer.push_to_hub`` calls it too.
+``model.push_to_hub(repo_id, ...)`` of a FaceRec model is this same upload (:func:`publish_model`: ``import
+hf_facerec`` wires ``modeling_facerec.HUB_PUBLISHER`` to it), and ``FaceRecTrainer.push_to_hub`` calls it too.
 """
 
 from __future__ import annotations
@@ -182,11 +182,3 @@ def publish_model(model, repo_id: str, *, commit_message: str | None = None, pri
     return push_to_hub(model, repo_id, private=private, token=token, revision=revision, create_pr=create_pr,
                        commit_message=commit_message or "Upload face recognition model (hf_facerec)", **kwargs)
 
-
-def _install_publisher() -> None:
-    from ..models import modeling_facerec
-
-    modeling_facerec.HUB_PUBLISHER = publish_model
-
-
-_install_publisher()
