@@ -25,10 +25,12 @@ Same images, same processor, same model: the embeddings equal the serial path's 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import queue
+import sys
 import warnings
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hf_facerec.data.images import load_rgb
-from hf_facerec.data.preprocess import build_preprocess
+from hf_facerec.data.preprocess import LandmarkedImage, build_preprocess
 
 __all__ = ["AlignSpec", "aligned_crops", "default_num_workers", "embed_aligned"]
 
@@ -76,7 +78,7 @@ def default_num_workers() -> int:
 
 def _crop(source, preprocess) -> tuple[np.ndarray, bool]:
     """One source -> (uint8 (H, W, 3) crop, whether no face was found); decoding as FaceEmbedder does."""
-    image = load_rgb(source) if isinstance(source, (str, os.PathLike, bytes)) else source
+    image = source if isinstance(source, LandmarkedImage) else load_rgb(source)  # the one decode path
     before = getattr(preprocess, "no_face", 0)
     crop = preprocess(image)
     return np.asarray(crop, dtype=np.uint8), getattr(preprocess, "no_face", 0) != before
@@ -120,8 +122,26 @@ def aligned_crops(
         for source in sources:
             yield _crop(source, built)
         return
-    with _context().Pool(num_workers, initializer=_init_worker, initargs=(preprocess,)) as pool:
+    with _main_without_missing_file():
+        pool = _context().Pool(num_workers, initializer=_init_worker, initargs=(preprocess,))
+    with pool:
         yield from pool.imap(_worker_crop, sources, chunksize=chunksize)
+
+
+@contextlib.contextmanager
+def _main_without_missing_file():
+    """Hide ``__main__.__file__`` while workers start when it names no file (code piped to ``python -``
+    has ``<stdin>``): forkserver/spawn children would try to re-run it; the workers need only this module."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.isfile(path) or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _context():

@@ -79,3 +79,27 @@ def test_align_and_embed_bars_and_threads_restored(model, photos, capsys):
     assert torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="No images"):
         embed_aligned(embedder, [], AlignSpec(FACE_SIZE))
+
+
+def test_workers_start_from_code_piped_to_python_stdin():
+    """`python - <<EOF` has __main__.__file__ == '<stdin>': forkserver children must not try to re-run it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from hf_facerec.benchmarks.pipeline import AlignSpec, aligned_crops\n"
+        "arrays = [np.full((112, 96, 3), i, dtype=np.uint8) for i in range(5)]\n"
+        "crops = list(aligned_crops(arrays, AlignSpec((112, 96)), num_workers=1))\n"
+        "print(len(crops), [int(c[0][0, 0, 0]) for c in crops])\n"
+    )
+    done = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "5 [0, 1, 2, 3, 4]"
+
+
+def test_arrays_are_decoded_by_load_rgb():
+    """Arrays and PIL images go through load_rgb (the one decode path), not straight into the aligner."""
+    grey = np.full((112, 96), 7, dtype=np.uint8)  # (H, W): load_rgb replicates it to 3 channels
+    (crop, missed), = aligned_crops([grey], AlignSpec(FACE_SIZE), num_workers=0)
+    assert crop.shape == (112, 96, 3) and crop.dtype == np.uint8 and (crop == 7).all() and not missed
