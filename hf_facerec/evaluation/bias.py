@@ -31,7 +31,8 @@ import numpy as np
 
 from ._checks import _as_group_rates, _as_labels, _as_rates, _as_scores, _json_float
 from .sample_size import CI_LABEL, far_measurable, min_impostors, wilson_interval
-from .verification import DEFAULT_FARS, threshold_at_far, verification_report
+from .roc import DEFAULT_FARS, threshold_at_far
+from .verification import verification_report
 
 __all__ = [
     "bias_report",

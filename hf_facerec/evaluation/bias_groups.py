@@ -18,7 +18,7 @@ import numpy as np
 from ._checks import _as_scores, _json_float
 from .bias import bias_report, gini_coefficient, max_min_ratio
 from .sample_size import CI_LABEL, far_measurable, min_impostors, wilson_interval
-from .verification import impostor_threshold
+from .roc import impostor_threshold
 
 __all__ = [
     "MIXED_GROUP", "grouped_bias_report", "groups_with_both_classes", "identity_pair_groups", "impostor_fmr_report",

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._checks import _as_embeddings, _as_rates, _json_float, _l2_normalize, _positive_int, _rate_key, _row_norms
 from .sample_size import far_measurable
-from .verification import _threshold_at_far_sorted
+from .roc import _threshold_at_far_sorted
 
 __all__ = [
     "DEFAULT_FPIRS",
