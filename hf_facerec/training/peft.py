@@ -42,7 +42,6 @@ __all__ = [
     "load_adapter",
     "trainable_parameter_counts",
     "MARGIN_HEAD_FILE",
-    "BASE_FOLDER",
 ]
 
 # A str is a regex peft full-matches against module names relative to the backbone; a tuple lists name endings.
@@ -51,7 +50,6 @@ LORA_TARGET_MODULES: dict[str, tuple[str, ...] | str] = {
 }
 MARGIN_HEAD_FILE = "margin_head.safetensors"  # the margin head, next to the adapter (for load_adapter)
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's file name
-BASE_FOLDER = "base"  # the base FaceRecModel, inside the adapter folder
 _PEFT_PREFIX = "base_model.model."  # peft's key prefix in adapter files
 # save_adapter's targets: the backbone's own, anchored under `backbone.` of the FaceRecModel (load_adapter strips it)
 _BACKBONE_TARGETS = (r"backbone\.(?:", ")")
@@ -215,19 +213,21 @@ def _loadable_key(key: str) -> str:
 
 
 def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Save the adapter in PEFT's own format, over the embedding model (`FaceRecModel`), with its base next to it.
+    """Save the adapter in PEFT's own format, over the embedding model (`FaceRecModel`), in one relocatable folder.
 
     `directory` gets ``adapter_config.json`` + ``adapter_model.safetensors`` (the backbone adapter with targets
     named ``backbone.…`` and ``modules_to_save=["embedding_head"]``, so the trained embedding head comes with it),
-    ``base/`` (the base ``FaceRecModel``: the frozen backbone weights and the heads, config and remote code; the
-    adapter's ``base_model_name_or_path`` is its absolute path) and ``margin_head.safetensors`` (when `model` has
-    a margin head) for `load_adapter`. Each of these gives the trained embedding model:
+    the base ``FaceRecModel`` beside them (``config.json`` + ``model.safetensors``: the frozen backbone weights
+    and the heads, with its remote code) and ``margin_head.safetensors`` (when `model` has a margin head) for
+    `load_adapter`. Each of these gives the trained embedding model:
 
-    - ``peft.AutoPeftModel.from_pretrained(directory)`` (after ``import hf_facerec``, or ``trust_remote_code=True``)
-    - ``transformers.AutoModel.from_pretrained(directory)`` (transformers' PEFT integration: base + adapter)
-    - ``peft.PeftModel.from_pretrained(AutoModel.from_pretrained(directory / "base"), directory)``: the way once
-      the folder has moved (the absolute base path then no longer resolves); any FaceRecModel on the same
-      backbone weights works as the base, its heads are replaced
+    - ``transformers.AutoModel.from_pretrained(directory)`` (after ``import hf_facerec``, or
+      ``trust_remote_code=True``): the base from the folder itself plus its adapter, so the folder can be moved
+      or copied anywhere (transformers loads a co-located base when the adapter folder holds a ``config.json``)
+    - ``peft.AutoPeftModel.from_pretrained(directory)``: via ``base_model_name_or_path``, the folder's absolute
+      path when saved (peft resolves it as written, so this one needs the folder where it was saved)
+    - ``peft.PeftModel.from_pretrained(base, directory)`` onto any FaceRecModel on the same backbone weights
+      (its heads are replaced)
     - `load_adapter` (back onto a training model, margin head included).
     """
     from peft import get_peft_model_state_dict
@@ -245,7 +245,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     with torch.device("meta"):  # the base shares the trained model's tensors: no copy, no init
         base = FaceRecModel(copy.deepcopy(facerec.config))  # save_pretrained edits its config
     base.load_state_dict(state, strict=True, assign=True)
-    base.save_pretrained(directory / BASE_FOLDER)
+    base.save_pretrained(directory)
 
     adapter = {_PEFT_PREFIX + "backbone." + _loadable_key(k[len(_PEFT_PREFIX):]): v.detach().cpu().contiguous()
                for k, v in get_peft_model_state_dict(backbone).items()}
@@ -255,7 +255,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     config = copy.deepcopy(backbone.peft_config["default"])
     config.target_modules = _model_level_targets(config.target_modules)
     config.modules_to_save = ["embedding_head"]
-    config.base_model_name_or_path = str((directory / BASE_FOLDER).resolve())
+    config.base_model_name_or_path = str(directory.resolve())
     config.inference_mode = True
     # AutoPeftModel builds the base with transformers' AutoModel, which resolves the facerec model type.
     config.save_pretrained(str(directory), auto_mapping_dict={"base_model_class": "AutoModel",

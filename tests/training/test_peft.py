@@ -155,8 +155,8 @@ def test_save_and_load_adapter_roundtrip(tmp_path):
         model.margin_head.weight.mul_(2.0)
         model.facerec.embedding_head.linear.weight.add_(0.5)
     save_adapter(model, tmp_path / "adapter")
-    assert {"adapter_config.json", "adapter_model.safetensors", "margin_head.safetensors", "base"} == {
-        p.name for p in (tmp_path / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "margin_head.safetensors", "config.json",
+            "model.safetensors"} <= {p.name for p in (tmp_path / "adapter").iterdir()}
     fresh = tiny_model("vit")
     fresh.load_state_dict(initial_state)  # the same base weights, fresh heads
     load_adapter(fresh, tmp_path / "adapter")
@@ -222,7 +222,7 @@ def test_lora_run_adapter_loads_the_peft_way_with_its_heads(tmp_path, method):
         trained = model.facerec(pixels).embeddings
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["modules_to_save"] == ["embedding_head"] and config["base_model_name_or_path"] == str(
-        (adapter / "base").resolve())
+        adapter.resolve())
     torch.save(pixels, tmp_path / "pixels.pt")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", _PEFT_NATIVE, str(adapter), str(tmp_path / "pixels.pt")],
@@ -232,16 +232,24 @@ def test_lora_run_adapter_loads_the_peft_way_with_its_heads(tmp_path, method):
     assert (out["AutoPeftModel_class"], out["AutoModel_class"]) == ("PeftModel", "FaceRecModel")
     for name in ("AutoPeftModel", "AutoModel"):
         torch.testing.assert_close(torch.tensor(out[name]), trained, atol=1e-5, rtol=0, msg=name)
-    # moved elsewhere, onto a base with the same backbone weights and fresh heads: the heads come from the adapter
-    moved = tmp_path / "moved"
+    # moved elsewhere: AutoModel loads the co-located base + adapter (fresh interpreter, another directory);
+    # onto a base with the same backbone weights and fresh heads, the heads come from the adapter
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
     adapter.rename(moved)
+    script = _PEFT_NATIVE.replace('("AutoPeftModel", AutoPeftModel.from_pretrained), ("AutoModel", AutoModel.from_pretrained)',
+                                  '("AutoModel", AutoModel.from_pretrained),')
+    result = subprocess.run([sys.executable, "-c", script, str(moved), str(tmp_path / "pixels.pt")],
+                            capture_output=True, text=True, env=env, cwd=moved.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    torch.testing.assert_close(torch.tensor(out["AutoModel"]), trained, atol=1e-5, rtol=0, msg="moved AutoModel")
     base = FaceRecModel(model.config)
     base.load_state_dict(initial)
     with torch.no_grad():
         base.embedding_head.linear.weight.zero_()
         assert (base(pixels).embeddings - trained).abs().max() > 1e-2  # the base alone is another model
-        for loaded in (PeftModel.from_pretrained(base, moved),
-                       PeftModel.from_pretrained(AutoModel.from_pretrained(moved / "base"), moved)):
+        for loaded in (PeftModel.from_pretrained(base, moved), AutoModel.from_pretrained(moved)):
             torch.testing.assert_close(loaded.eval()(pixel_values=pixels).embeddings, trained, atol=1e-5, rtol=0)
 
 
