@@ -11,6 +11,9 @@ from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import PILImageResampling
 from transformers.processing_utils import ImagesKwargs
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 # ArcFace convention: (x / 255 - 0.5) / 0.5 maps pixels to [-1, 1].
 FACE_MEAN = [0.5, 0.5, 0.5]
@@ -66,6 +69,7 @@ class FaceRecImageProcessor(PilBackend):
         # whole stacked batch in one affine pass instead of image by image.
         if do_resize:
             target = (size.height, size.width)
+            self._warn_if_not_crops(images, target)
             images = [
                 image if image.shape[1:] == target else self.resize(image=image, size=size, resample=resample)
                 for image in images
@@ -87,6 +91,23 @@ class FaceRecImageProcessor(PilBackend):
         if flip_tta:
             data["pixel_values_flipped"] = np.ascontiguousarray(batch[..., ::-1])
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _warn_if_not_crops(self, images: list[np.ndarray], target: tuple[int, int]) -> None:
+        """Say so (once per processor) when an input looks like a photo, not a face crop: resizing it is a wrong
+        answer without a word (e.g. the built-in ``image-feature-extraction`` pipeline given a photo)."""
+        if getattr(self, "_warned_not_crops", False):
+            return
+        th, tw = target
+        for image in images:
+            h, w = image.shape[1:]
+            if abs((h / w) / (th / tw) - 1) > 0.1 or min(h / th, w / tw) > 2:
+                self._warned_not_crops = True
+                logger.warning(
+                    f"FaceRecImageProcessor resizes a {w}x{h} image to {tw}x{th} without finding the face: it expects "
+                    "face crops aligned to the model's template. For photos use pipeline('face-feature-extraction') "
+                    "or hf_facerec.FaceEmbedder, which detect and align."
+                )
+                return
 
 
 __all__ = ["FaceRecImageProcessor", "FACE_MEAN", "FACE_STD"]

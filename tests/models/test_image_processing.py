@@ -55,3 +55,23 @@ def test_mixed_sizes_without_resize_are_rejected():
     images = [np.zeros((112, 112, 3), np.uint8), np.zeros((100, 100, 3), np.uint8)]
     with pytest.raises(ValueError, match="share one size"):
         FaceRecImageProcessor(do_resize=False)(images=images, return_tensors="np")
+
+
+def test_a_photo_not_a_crop_is_resized_with_a_warning_once(monkeypatch):
+    """The built-in image-feature-extraction pipeline (and any direct call) hands photos to the processor: it
+    must say it resized without finding the face, once; crops of the face size or a close aspect stay quiet."""
+    from hf_facerec.models import image_processing_facerec as module
+
+    said = []
+    monkeypatch.setattr(module.logger, "warning", lambda message: said.append(message))
+    processor = FaceRecImageProcessor(size={"height": 112, "width": 96})
+    processor(images=[np.zeros((112, 96, 3), np.uint8), np.zeros((120, 100, 3), np.uint8)], return_tensors="np")
+    assert said == []  # the crop itself, and a near-crop of the same aspect
+    photo = np.zeros((300, 400, 3), np.uint8)
+    out = processor(images=[photo, photo], return_tensors="np")["pixel_values"]
+    assert out.shape == (2, 3, 112, 96) and len(said) == 1
+    assert "400x300" in said[0] and "face-feature-extraction" in said[0]
+    processor(images=[photo], return_tensors="np")
+    assert len(said) == 1  # once per processor
+    FaceRecImageProcessor()(images=[np.zeros((250, 250, 3), np.uint8)], return_tensors="np")
+    assert len(said) == 2 and "250x250" in said[1]  # same aspect, but a whole LFW photo (> 2x the crop)
