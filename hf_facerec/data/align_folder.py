@@ -192,8 +192,6 @@ def align_folder(
 
     report = AlignFolderReport(detector=detector)
     jobs = _plan_jobs(src, dst, _FORMATS[image_format], overwrite, follow_symlinks, report)
-    if report.total == 0:
-        raise ValueError(f"no files found under {src} (searched recursively)")
     check_output_dir(dst)  # before any detector loads: a file, a read-only or uncreatable folder is one clear error
     config = {
         "detector": detector, "detector_kwargs": detector_kwargs, "template": template,
@@ -220,6 +218,10 @@ def _plan_jobs(src: Path, dst: Path, suffix: str, overwrite: bool, follow_symlin
         report.total += 1
         kind = "not_an_image" if reason == NOT_AN_IMAGE else "skipped"
         report.failures.append((Path(path).relative_to(src).as_posix(), kind, reason))
+    if not listing.images:
+        example = f"; {report.total} other file(s), e.g. {report.failures[0][0]}: {report.failures[0][2]}" \
+            if report.failures else ""
+        raise ValueError(f"no images found under {src} (searched recursively){example}")
     jobs, claimed = [], {}
     for rel in sorted(Path(p).relative_to(src) for p in listing.images):
         report.total += 1

@@ -125,8 +125,14 @@ def scan_identity_folder(
         skipped += listing.skipped
     checked: set[str] = set()
     while True:
-        names = select_identities({n: len(p) for n, p in images.items()}, min_images_per_identity,
-                                  max_identities, identity_subset, seed)
+        try:
+            names = select_identities({n: len(p) for n, p in images.items()}, min_images_per_identity,
+                                      max_identities, identity_subset, seed)
+        except ValueError as error:
+            if not skipped:
+                raise
+            path, reason = min(skipped)  # say why images are missing: they may all have been skipped
+            raise ValueError(f"{root}: {error}; {len(skipped)} file(s) skipped, e.g. {path}: {reason}") from error
         todo = [name for name in names if name not in checked] if check_images else []
         if not todo:
             break

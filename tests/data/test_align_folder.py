@@ -298,3 +298,13 @@ def test_full_disk_leaves_no_partial_file_and_exits_2(blank_src, tmp_path, capsy
     _one_error_line(capsys, f"hf-facerec align: error: cannot write {dst / victim}: No space left on device")
     assert not (dst / victim).exists()
     assert not [p for p in dst.rglob("*") if p.name.startswith(".")], "a partial file was left behind"
+
+
+def test_a_folder_without_images_names_what_it_holds(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.jpg").write_text("not a photo")
+    assert main(["align", str(src), str(tmp_path / "dst"), "--detector", "dlib", "--no-progress"]) == 2
+    _one_error_line(capsys, f"no images found under {src} (searched recursively); 1 other file(s), e.g. notes.jpg: "
+                            "not an image")
+    assert not (tmp_path / "dst").exists()  # nothing created for nothing
