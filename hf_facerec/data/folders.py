@@ -8,7 +8,7 @@ selected identity folder names, sorted), and pick identities by the same determi
 Images are listed by :mod:`hf_facerec.data.listing`: recognised by content (an extension-less GIF counts, a
 text file named ``.jpg`` does not), links leaving the root refused unless ``follow_symlinks=True`` (a root of
 identity-folder links, as :func:`~hf_facerec.data.protocols.link_identity_subset` makes, is followed). With
-``check_images=True`` (the default) the selected identities' images are decoded once up front (about 4 s for
+``check_images=True`` (the default) the selected identities' images are decoded once up front (about 6 s for
 LFW's 13,233 JPEGs on 2 cores), so a truncated file never stops a training run on its first batch: what is
 skipped (non-images, refused links, files that do not decode) is logged as one warning naming each file, and
 :func:`scan_identity_folder` returns it.
