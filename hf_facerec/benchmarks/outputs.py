@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_facerec._files import atomic_write, check_output_dir
 from hf_facerec.evaluation.plots import plot_det, plot_group_bars, plot_roc, plot_score_histogram
 from hf_facerec.evaluation.sample_size import (
     CI_LABEL,
@@ -286,13 +287,15 @@ def write_outputs(results: dict, curves: dict, output_dir, plots: bool = True) -
         The paths written, JSON and markdown first. ``results`` gains ``unmeasurable`` and
         ``sample_size_rules`` (see the module docstring) and ``files``.
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = check_output_dir(output_dir)
     files = [str(output_dir / "results.json"), str(output_dir / "results.md")]
     if plots:
         files += _plot_all(results, curves, output_dir)
     results.update(_json_safe({k: v for k, v in results.items() if k != "files"}))
     results.update(unmeasurable=_unmeasurable_paths(results), sample_size_rules=dict(_RULES), files=files)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
-    (output_dir / "results.md").write_text(markdown_report(results))
+    # Atomic: a full disk or a lost permission is one OutputPathError naming the file, never a partial report.
+    with atomic_write(output_dir / "results.json") as handle:
+        handle.write(json.dumps(results, indent=2, allow_nan=False))
+    with atomic_write(output_dir / "results.md") as handle:
+        handle.write(markdown_report(results))
     return files

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hf_facerec._files import check_output_dir
 from hf_facerec.data.pairs import pair_image_sources
 from hf_facerec.data.preprocess import LandmarkedImage, detector_names
 from hf_facerec.evaluation.bias_groups import grouped_bias_report
@@ -220,10 +221,13 @@ def evaluate_model(
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:  # fail before any model loading
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)} (or pass a pairs CSV)")
+    # Before the model loads and anything is embedded: a file, a read-only or uncreatable folder is one error.
+    output_dir = check_output_dir(output_dir)
+    if use_cache and cache_dir is not None:
+        check_output_dir(cache_dir, "embedding cache folder")
     embedder = _load_embedder(model_or_path, image_processor, batch_size, flip, device)
     face_size = tuple(embedder.model.config.face_size)
     fingerprint = model_fingerprint(embedder.model, embedder.image_processor)
-    output_dir = Path(output_dir)
     cache = EmbeddingCache(cache_dir or output_dir / "embedding_cache") if use_cache else None
     group_map = load_group_file(group_file, group_column) if group_file is not None else None
     preprocessors: dict[bool, tuple] = {}

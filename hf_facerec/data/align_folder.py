@@ -1,10 +1,14 @@
 """Detect and align every face image under a folder, in parallel (``hf-facerec align SRC DST``).
 
-Each image under SRC is written to DST at the same relative path (suffix ``.jpg`` or ``.png``).
-Images that cannot be read or have no face are skipped, counted and listed in
-``DST/failures.csv``; ``DST/align_report.json`` holds the counts. Outputs that already exist
-are skipped, so an interrupted run resumes where it stopped (files are written under a
-temporary name and renamed, so a half-written crop is never mistaken for a finished one).
+Each image under SRC is written to DST at the same relative path, its image suffix replaced by ``.jpg`` or
+``.png`` (a file without one, e.g. Yale's ``subject01.happy``, keeps its name: ``subject01.happy.jpg``).
+Images are recognised by content and links leaving SRC are refused unless ``follow_symlinks``
+(:mod:`hf_facerec.data.listing`). Every file under SRC is counted in ``total``; those skipped (not an image, a
+refused link), unreadable or without a face are listed with the reason in ``DST/failures.csv``;
+``DST/align_report.json`` holds the counts. Outputs that already exist are skipped, so an interrupted run
+resumes where it stopped (every file is written under a temporary name and renamed, so a half-written crop is
+never mistaken for a finished one). DST is checked up front (a file, read-only, not creatable: one
+:class:`~hf_facerec._files.OutputPathError` naming it), and a failed write (disk full) leaves no partial file.
 """
 
 from __future__ import annotations
@@ -17,16 +21,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-#: File suffixes treated as images (case-insensitive); everything else under SRC is ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".gif"})
+from hf_facerec._files import atomic_write, check_output_dir
+
+from .folders import IMAGE_EXTENSIONS
+from .listing import NOT_AN_IMAGE, list_folder_images
+
+#: Suffixes replaced by the output's (any other is kept and the output's appended); images are found by content.
+IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)
 _FORMATS = {"jpg": ".jpg", "png": ".png"}
-_FAILURE_KINDS = ("invalid_image", "no_face", "duplicate_output")
+_FAILURE_KINDS = ("invalid_image", "no_face", "duplicate_output", "not_an_image", "skipped")
 
 
 @dataclass
 class AlignFolderReport:
-    """What a run did. ``failures`` holds ``(relative source path, kind, detail)`` rows, with kind
-    one of ``invalid_image``, ``no_face``, ``duplicate_output``."""
+    """What a run did. ``total`` counts every file under SRC; ``failures`` holds ``(relative source path, kind,
+    detail)`` rows, with kind one of ``invalid_image``, ``no_face``, ``duplicate_output``, ``not_an_image`` and
+    ``skipped`` (a refused or broken link, an unreadable entry: the detail says which)."""
 
     total: int = 0
     detector: str = ""  # the backend that ran ("dlib", "yunet")
@@ -41,9 +51,16 @@ class AlignFolderReport:
         return {kind: sum(1 for _, k, _ in self.failures if k == kind) for kind in _FAILURE_KINDS}
 
 
-def list_images(src: Path) -> list[Path]:
-    """Image files under ``src`` (recursive), as sorted paths relative to ``src``."""
-    return sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(src: Path, follow_symlinks: bool = False) -> list[Path]:
+    """Image files under ``src`` (recursive, recognised by content), as sorted paths relative to ``src``."""
+    return sorted(Path(p).relative_to(src) for p in list_folder_images(src, recursive=True,
+                                                                         follow_symlinks=follow_symlinks).images)
+
+
+def output_name(rel: Path, suffix: str) -> Path:
+    """``rel`` with its image suffix replaced by ``suffix``, or ``suffix`` appended when it has none
+    (``subject01.happy`` -> ``subject01.happy.jpg``: two extension-less images never share an output)."""
+    return rel.with_suffix(suffix) if rel.suffix.lower() in IMAGE_SUFFIXES else rel.with_name(rel.name + suffix)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -100,9 +117,8 @@ def _align_one(job: tuple[str, str]) -> tuple[str, str, str, int]:
         return rel, "invalid_image", str(exc), 0
     target = _WORKER["dst"] / out_rel
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    result.image.save(partial, **_WORKER["save_kwargs"])
-    os.replace(partial, target)  # atomic: a resumed run never sees a half-written crop
+    with atomic_write(target, "wb") as handle:  # a resumed run never sees a half-written crop
+        result.image.save(handle, **_WORKER["save_kwargs"])
     return rel, "aligned", "", result.num_faces
 
 
@@ -126,6 +142,7 @@ def align_folder(
     quality: int = 95,
     overwrite: bool = False,
     progress: bool = True,
+    follow_symlinks: bool = False,
 ) -> AlignFolderReport:
     """Align every image under ``src`` into ``dst`` (see the module docstring).
 
@@ -139,6 +156,7 @@ def align_folder(
         image_format: ``"jpg"`` (``quality``) or ``"png"``.
         overwrite: re-align images whose output exists (default: skip them, i.e. resume).
         progress: show a tqdm progress bar.
+        follow_symlinks: follow links whose target lies outside ``src`` (default: list them as ``skipped``).
 
     Returns:
         The :class:`AlignFolderReport`, also written to ``dst/align_report.json``, with
@@ -173,10 +191,8 @@ def align_folder(
     size = template_size(template, output_size)
 
     report = AlignFolderReport(detector=detector)
-    jobs = _plan_jobs(src, dst, _FORMATS[image_format], overwrite, report)
-    if report.total == 0:
-        raise ValueError(f"no images found under {src} (searched recursively for image files)")
-    dst.mkdir(parents=True, exist_ok=True)
+    jobs = _plan_jobs(src, dst, _FORMATS[image_format], overwrite, follow_symlinks, report)
+    check_output_dir(dst)  # before any detector loads: a file, a read-only or uncreatable folder is one clear error
     config = {
         "detector": detector, "detector_kwargs": detector_kwargs, "template": template,
         "output_size": size, "policy": policy, "min_score": min_score, "src": str(src), "dst": str(dst),
@@ -194,12 +210,22 @@ def align_folder(
     return report
 
 
-def _plan_jobs(src: Path, dst: Path, suffix: str, overwrite: bool, report: AlignFolderReport) -> list[tuple[str, str]]:
-    """(relative source, relative output) pairs still to do; counts existing and colliding outputs."""
-    jobs, claimed = [], {}
-    for rel in list_images(src):
+def _plan_jobs(src: Path, dst: Path, suffix: str, overwrite: bool, follow_symlinks: bool,
+               report: AlignFolderReport) -> list[tuple[str, str]]:
+    """(relative source, relative output) pairs still to do; counts skipped files, existing and colliding outputs."""
+    listing = list_folder_images(src, recursive=True, follow_symlinks=follow_symlinks)
+    for path, reason in listing.skipped:
         report.total += 1
-        out_rel = rel.with_suffix(suffix)
+        kind = "not_an_image" if reason == NOT_AN_IMAGE else "skipped"
+        report.failures.append((Path(path).relative_to(src).as_posix(), kind, reason))
+    if not listing.images:
+        example = f"; {report.total} other file(s), e.g. {report.failures[0][0]}: {report.failures[0][2]}" \
+            if report.failures else ""
+        raise ValueError(f"no images found under {src} (searched recursively){example}")
+    jobs, claimed = [], {}
+    for rel in sorted(Path(p).relative_to(src) for p in listing.images):
+        report.total += 1
+        out_rel = output_name(rel, suffix)
         if out_rel in claimed:  # e.g. a.png and a.jpg would both become a.jpg
             report.failures.append(
                 (rel.as_posix(), "duplicate_output", f"same output as {claimed[out_rel].as_posix()}")
@@ -248,11 +274,12 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _write_reports(dst: Path, report: AlignFolderReport, config: dict) -> None:
-    with open(dst / "failures.csv", "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(dst / "failures.csv", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "kind", "detail"])
         writer.writerows(report.failures)
     summary = {k: v for k, v in asdict(report).items() if k != "failures"}
     summary.update(failures=report.counts(), settings={k: v for k, v in config.items() if k not in ("src", "dst")})
     summary.update(src=config["src"], seconds=round(report.seconds, 3))
-    (dst / "align_report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    with atomic_write(dst / "align_report.json") as handle:
+        handle.write(json.dumps(summary, indent=2, default=str) + "\n")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_facerec._files import atomic_write
+
 from ._checks import _as_labels, _as_scores
 
 __all__ = ["plot_det", "plot_group_bars", "plot_roc", "plot_score_histogram"]
@@ -39,10 +41,10 @@ def _save(fig, path, caption: str | None = None) -> Path:
     if caption:  # below the axes, in the space tight_layout leaves free
         fig.text(0.5, 0.012, caption, ha="center", va="bottom", fontsize=7.5, wrap=True)
         fig.tight_layout(rect=(0, 0.09, 1, 1))
-        fig.savefig(path, format="png")
-        return path
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    else:
+        fig.tight_layout()
+    with atomic_write(path, "wb") as handle:  # a full disk leaves no 0-byte PNG: one OutputPathError naming it
+        fig.savefig(handle, format="png")
     return path
 
 

@@ -12,9 +12,21 @@ from hf_facerec.cli import main
 
 
 def _corrupt_folder(root):
+    """Files that claim to be images (a JPEG signature: images are recognised by content) but do not decode."""
     (root / "id1").mkdir(parents=True)
     for name in ("a.jpg", "b.png"):
-        (root / "id1" / name).write_bytes(b"this is not an image")
+        (root / "id1" / name).write_bytes(b"\xff\xd8\xff\xe0 this is not an image")
+    return root
+
+
+def _face_folder(root):
+    """Two identities of two decodable images each: a data folder that is fine, for errors about something else."""
+    from PIL import Image
+
+    for identity in ("id1", "id2"):
+        (root / identity).mkdir(parents=True)
+        for index in range(2):
+            Image.new("RGB", (16, 16), (40 * index, 80, 120)).save(root / identity / f"{index}.png")
     return root
 
 
@@ -48,7 +60,7 @@ CASES = {
     "push: not a model folder": (["push", "--model", "{corrupt}", "--repo-id", "org/name"], "no config.json"),
     "push: unknown detector": (["push", "--model", "{model}", "--repo-id", "a/b", "--align", "nope"], "'nope'"),
     "quickstart: missing folder": (["quickstart", "--data", "{tmp}/missing", "--pairs", "{tmp}/p.txt"], "missing"),
-    "quickstart: missing pairs": (["quickstart", "--data", "{corrupt}", "--pairs", "{tmp}/p.txt"], "p.txt"),
+    "quickstart: missing pairs": (["quickstart", "--data", "{faces}", "--pairs", "{tmp}/p.txt"], "p.txt"),
     "quickstart: bad value": (["quickstart", "--margin-type", "nope", "--output", "{tmp}/q"], "nope"),
     "quickstart: bad number": (["quickstart", "--steps", "many"], "many"),
     "train: missing config": (["train", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
@@ -71,6 +83,7 @@ def places(tmp_path_factory):
                        ("bad_yaml", "[unclosed\n"), ("bad_key", "train_dir: x\nnot_a_key: 1\n")):
         (tmp / f"{name}.yaml").write_text(text)
     return {"tmp": tmp, "empty": tmp / "empty", "corrupt": _corrupt_folder(tmp / "corrupt"),
+            "faces": _face_folder(tmp / "faces"),
             "model": _fake_model(tmp / "model"), **{name: tmp / f"{name}.yaml" for name in
                                                      ("bad_value", "bad_yaml", "bad_key")}}
 

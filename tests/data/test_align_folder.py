@@ -25,7 +25,7 @@ def _bad_files(src: Path) -> None:
     (src / "bad" / "full.jpg").unlink()
     (src / "bad" / "truncated.jpg").write_bytes(data[: len(data) // 2])
     Image.new("RGB", (120, 100), (128, 128, 128)).save(src / "bad" / "blank.png")
-    (src / "README.txt").write_text("not an image: ignored")
+    (src / "README.txt").write_text("not an image: counted and listed as not_an_image")
 
 
 @pytest.fixture
@@ -54,10 +54,12 @@ def test_align_folder_counts_failures_and_resumes(photo_folder, tmp_path):
     dst = tmp_path / "dst"
     kwargs = dict(detector_kwargs={"model_path": onnx}, workers=1, progress=False)
     report = align_folder(src, dst, **kwargs)
-    assert (report.total, report.aligned, report.skipped_existing) == (6, 3, 0)
-    assert report.counts() == {"invalid_image": 2, "no_face": 1, "duplicate_output": 0}
+    assert (report.total, report.aligned, report.skipped_existing) == (7, 3, 0)
+    assert report.counts() == {"invalid_image": 2, "no_face": 1, "duplicate_output": 0, "not_an_image": 1,
+                               "skipped": 0}
     assert report.multiple_faces == 1  # two_people.jpg
     assert _failures(dst) == {
+        "README.txt": "not_an_image",
         "bad/blank.png": "no_face",
         "bad/broken.jpg": "invalid_image",
         "bad/truncated.jpg": "invalid_image",
@@ -70,7 +72,7 @@ def test_align_folder_counts_failures_and_resumes(photo_folder, tmp_path):
     assert not list(dst.rglob("*.part"))
 
     again = align_folder(src, dst, **kwargs)  # resume: finished crops are not redone
-    assert (again.aligned, again.skipped_existing, len(again.failures)) == (0, 3, 3)
+    assert (again.aligned, again.skipped_existing, len(again.failures)) == (0, 3, 4)
     (dst / "two_people.jpg").unlink()
     assert align_folder(src, dst, **kwargs).aligned == 1
     assert align_folder(src, dst, overwrite=True, **kwargs).aligned == 3
@@ -79,14 +81,14 @@ def test_align_folder_counts_failures_and_resumes(photo_folder, tmp_path):
 def test_cli_with_two_workers_png_and_custom_size(photo_folder, tmp_path, capsys):
     src, onnx = photo_folder
     dst = tmp_path / "out"
-    argv = ["align", str(src), str(dst), "--model-path", str(onnx), "--workers", "2", "--chunksize", "1",
+    argv = ["align", str(src), str(dst), "--detector-model", str(onnx), "--workers", "2", "--chunksize", "1",
             "--template", "96x112", "--size", "48x56", "--format", "png", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert "3 aligned" in capsys.readouterr().out
     crops = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.png"))
     assert crops == ["biden/biden.png", "obama/obama2.png", "two_people.png"]
     assert all(Image.open(dst / c).size == (48, 56) for c in crops)
-    assert len(_failures(dst)) == 3
+    assert len(_failures(dst)) == 4
 
 
 def test_worker_start_failure_is_raised_not_hung(photo_folder, tmp_path):
@@ -105,13 +107,14 @@ def test_dlib_backend_offline_counts_bad_files_and_duplicates(tmp_path):
     dst = tmp_path / "dst"
     assert main(["align", str(src), str(dst), "--detector", "dlib", "--workers", "1", "--no-progress"]) == 0
     assert _failures(dst) == {
+        "README.txt": "not_an_image",
         "bad/blank.jpg": "no_face",
         "bad/blank.png": "duplicate_output",
         "bad/broken.jpg": "invalid_image",
         "bad/truncated.jpg": "invalid_image",
     }
     summary = json.loads((dst / "align_report.json").read_text())
-    assert summary["total"] == 4 and summary["aligned"] == 0
+    assert summary["total"] == 5 and summary["aligned"] == 0
 
 
 def test_argument_errors(tmp_path, capsys):
@@ -134,11 +137,13 @@ def test_argument_errors(tmp_path, capsys):
         main(["align", "a", "b", "--size", "big"])
 
 
-def test_list_images_is_sorted_recursive_and_filters_suffixes(tmp_path):
-    for name in ("b/z.JPG", "a.png", "notes.md", "b/c/d.webp"):
+def test_list_images_is_sorted_recursive_and_finds_images_by_content(tmp_path):
+    for name in ("b/z.JPG", "a.png", "b/c/d.webp", "b/yale.happy"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"")
-    assert [p.as_posix() for p in list_images(tmp_path)] == ["a.png", "b/c/d.webp", "b/z.JPG"]
+        Image.new("RGB", (4, 4)).save(tmp_path / name, format={".happy": "GIF", ".JPG": "JPEG"}.get(Path(name).suffix))
+    (tmp_path / "notes.md").write_text("# not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert [p.as_posix() for p in list_images(tmp_path)] == ["a.png", "b/c/d.webp", "b/yale.happy", "b/z.JPG"]
 
 
 def test_align_with_no_flags_works_offline_and_names_its_detector(shared_data, tmp_path, capsys, monkeypatch):
@@ -150,7 +155,156 @@ def test_align_with_no_flags_works_offline_and_names_its_detector(shared_data, t
     shutil.copy(shared_data / "samples" / "biden.jpg", src / "biden.jpg")
     assert main(["align", str(src), str(tmp_path / "dst"), "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "2 images, detector dlib: 2 aligned" in out, out
+    assert "2 files, detector dlib: 2 aligned" in out, out
     summary = json.loads((tmp_path / "dst" / "align_report.json").read_text())
     assert summary["detector"] == "dlib" and summary["settings"]["detector"] == "dlib"
     assert Image.open(tmp_path / "dst" / "obama.jpg").size == (112, 112)
+
+
+# ---- issue 13: images by content, the symlink policy, output faults ----------------------------------------
+
+
+def test_extension_less_images_are_aligned_not_dropped(shared_data, tmp_path, capsys):
+    """The Yale faces are GIFs named subject01.happy: once `0 images: 0 aligned`, now found and aligned."""
+    src = tmp_path / "yale"
+    src.mkdir()
+    with Image.open(shared_data / "samples" / "obama.jpg") as photo:
+        for mood in ("happy", "sad"):
+            photo.convert("L").save(src / f"subject01.{mood}", format="GIF")
+    dst = tmp_path / "dst"
+    assert main(["align", str(src), str(dst), "--detector", "dlib", "--workers", "1", "--no-progress"]) == 0
+    assert "2 files, detector dlib: 2 aligned" in capsys.readouterr().out
+    # Each keeps its own name (no "subject01.jpg" collision): the output suffix is appended.
+    assert sorted(p.name for p in dst.glob("*.jpg")) == ["subject01.happy.jpg", "subject01.sad.jpg"]
+
+
+def test_non_images_and_links_leaving_src_are_counted_and_listed(tmp_path):
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    (src / "person").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (60, 60), (20, 20, 20)).save(outside / "private.jpg")
+    Image.new("RGB", (60, 60), (90, 90, 90)).save(src / "person" / "noext", format="PNG")
+    (src / "person" / "leak.jpg").symlink_to(outside / "private.jpg")
+    (src / "person" / "passwd.jpg").symlink_to("/etc/passwd")
+    (src / "person" / "notes.jpg").write_text("a text file named .jpg")
+    report = align_folder(src, tmp_path / "dst", detector="dlib", workers=1, progress=False)
+    assert report.total == 4 and report.counts()["not_an_image"] == 1 and report.counts()["skipped"] == 2
+    rows = {row["path"]: row for row in csv.DictReader(open(tmp_path / "dst" / "failures.csv", encoding="utf-8"))}
+    assert rows["person/noext"]["kind"] == "no_face"  # found by content and tried, not silently dropped
+    assert rows["person/notes.jpg"]["kind"] == "not_an_image"
+    assert rows["person/leak.jpg"]["kind"] == "skipped"
+    assert rows["person/leak.jpg"]["detail"].startswith(f"symbolic link to {outside / 'private.jpg'}, outside")
+    assert "--follow-symlinks" in rows["person/passwd.jpg"]["detail"]
+    followed = align_folder(src, tmp_path / "dst2", detector="dlib", workers=1, progress=False, follow_symlinks=True)
+    kinds = {path: kind for path, kind, _ in followed.failures}
+    assert kinds["person/leak.jpg"] == "no_face" and kinds["person/passwd.jpg"] == "not_an_image"
+
+
+@pytest.fixture
+def blank_src(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (60, 60), (128, 128, 128)).save(src / "blank.png")
+    return src
+
+
+def _one_error_line(capsys, *fragments: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def test_output_that_is_a_file_or_not_creatable_is_one_line(blank_src, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    argv = ["--detector", "dlib", "--workers", "1", "--no-progress"]
+    assert main(["align", str(blank_src), str(tmp_path / "taken"), *argv]) == 2
+    _one_error_line(capsys, f"output folder {tmp_path / 'taken'} is a file, not a folder")
+    assert main(["align", str(blank_src), str(tmp_path / "taken" / "sub"), *argv]) == 2
+    _one_error_line(capsys, f"cannot create the output folder {tmp_path / 'taken' / 'sub'}")
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_read_only_output_is_refused_up_front(blank_src, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    import hf_facerec._files as files
+
+    dst = tmp_path / "dst"
+    dst.mkdir()
+
+    def denied(path, *args, **kwargs):  # what a read-only mount answers (chmod does not stop root)
+        if str(path).startswith(str(dst)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "open", denied, raising=False)
+    assert main(["align", str(blank_src), str(dst), "--detector", "dlib", "--workers", "1", "--no-progress"]) == 2
+    _one_error_line(capsys, f"hf-facerec align: error: output folder {dst} is not writable: Permission denied")
+    assert list(dst.iterdir()) == []
+
+
+@pytest.mark.parametrize("victim", ["failures.csv", "align_report.json", "face.jpg"])
+def test_full_disk_leaves_no_partial_file_and_exits_2(blank_src, tmp_path, capsys, monkeypatch, victim):
+    import builtins
+    import errno
+    import io
+
+    import hf_facerec._files as files
+    from hf_facerec.data import align as align_module
+
+    dst = tmp_path / "dst"
+    Image.new("RGB", (60, 60), (128, 128, 128)).save(blank_src / "face.png")
+    real_save = Image.Image.save
+
+    def full(handle):  # the first bytes land on disk, then the disk is full
+        handle.write("par" if isinstance(handle, io.TextIOBase) else b"par")
+        handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            full(self.handle)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def opener(path, *args, **kwargs):
+        handle = builtins.open(path, *args, **kwargs)
+        return Full(handle) if Path(path).name.startswith(f".{victim}.") else handle
+
+    def save(image, fp, *args, **kwargs):  # PIL writes crops through the file descriptor, not .write
+        if getattr(fp, "name", "").split("/")[-1].startswith(f".{victim}."):
+            full(fp)
+        return real_save(image, fp, *args, **kwargs)
+
+    def found_a_face(self, source, return_detection=False):  # blank images: make the aligner "find" one
+        return type("Result", (), {"image": Image.new("RGB", (112, 112)), "num_faces": 1})()
+
+    monkeypatch.setattr(files, "open", opener, raising=False)
+    monkeypatch.setattr(Image.Image, "save", save)
+    monkeypatch.setattr(align_module.FaceAligner, "__call__", found_a_face)
+    assert main(["align", str(blank_src), str(dst), "--detector", "dlib", "--workers", "1", "--no-progress"]) == 2
+    _one_error_line(capsys, f"hf-facerec align: error: cannot write {dst / victim}: No space left on device")
+    assert not (dst / victim).exists()
+    assert not [p for p in dst.rglob("*") if p.name.startswith(".")], "a partial file was left behind"
+
+
+def test_a_folder_without_images_names_what_it_holds(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.jpg").write_text("not a photo")
+    assert main(["align", str(src), str(tmp_path / "dst"), "--detector", "dlib", "--no-progress"]) == 2
+    _one_error_line(capsys, f"no images found under {src} (searched recursively); 1 other file(s), e.g. notes.jpg: "
+                            "not an image")
+    assert not (tmp_path / "dst").exists()  # nothing created for nothing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -177,3 +179,105 @@ def test_real_lfw_identities(shared_data):
     assert load_identity_folder(root).features["label"].num_classes == 5749
     at_least_two = stream_identity_folder(root, min_images_per_identity=2)
     assert at_least_two.features["label"].num_classes == 1680
+
+
+# ---- the lister: images by content, the symlink policy, the up-front decode check (issue 13) ----------------
+
+
+def _jpeg_bytes(seed: int, size=(24, 20)) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_images_are_recognised_by_content_not_extension(tmp_path, caplog):
+    from hf_facerec.data.folders import scan_identity_folder
+    from hf_facerec.data.listing import NOT_AN_IMAGE
+
+    root = tmp_path / "yale"
+    (root / "subject01").mkdir(parents=True)
+    for mood in ("happy", "sad"):  # the Yale faces: GIFs named subject01.happy, without an image extension
+        Image.new("L", (16, 12), 90).save(root / "subject01" / f"subject01.{mood}", format="GIF")
+    (root / "subject01" / "passwd.jpg").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with caplog.at_level("WARNING", logger="hf_facerec.data.folders"):
+        dataset = load_identity_folder(root)
+    assert [Path(p).name for p, _ in _rows(dataset)] == ["subject01.happy", "subject01.sad"]
+    assert dataset[0]["image"].size == (16, 12)
+    listing = scan_identity_folder(root)
+    assert listing.skipped == [(str(root / "subject01" / "passwd.jpg"), NOT_AN_IMAGE)]
+    assert "skipped 1 file(s)" in caplog.text and "passwd.jpg: not an image" in caplog.text
+
+
+def test_links_leaving_the_root_are_refused_unless_followed(tmp_path):
+    from hf_facerec.data.folders import scan_identity_folder
+
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(_jpeg_bytes(1))  # a real image: the refusal is the policy, not content
+    root = tmp_path / "faces"
+    (root / "alice").mkdir(parents=True)
+    (root / "bob").mkdir()
+    (root / "alice" / "00.jpg").write_bytes(_jpeg_bytes(2))
+    (root / "alice" / "leak.jpg").symlink_to(outside / "secret.jpg")
+    (root / "alice" / "passwd.jpg").symlink_to("/etc/passwd")
+    (root / "alice" / "gone.jpg").symlink_to(tmp_path / "nothing.jpg")
+    (root / "bob" / "same.jpg").symlink_to(root / "alice" / "00.jpg")  # inside the root: followed
+    listing = scan_identity_folder(root)
+    assert listing.images == {"alice": [str(root / "alice" / "00.jpg")], "bob": [str(root / "bob" / "same.jpg")]}
+    reasons = dict(listing.skipped)
+    assert set(reasons) == {str(root / "alice" / n) for n in ("leak.jpg", "passwd.jpg", "gone.jpg")}
+    assert reasons[str(root / "alice" / "leak.jpg")].startswith(f"symbolic link to {outside / 'secret.jpg'}, outside")
+    assert "follow_symlinks=True" in reasons[str(root / "alice" / "passwd.jpg")]
+    assert reasons[str(root / "alice" / "gone.jpg")].startswith("broken symbolic link")
+    followed = scan_identity_folder(root, follow_symlinks=True)
+    assert str(root / "alice" / "leak.jpg") in followed.images["alice"]
+    # /etc/passwd is followed on request, and then refused for what it is: not an image.
+    assert str(root / "alice" / "passwd.jpg") in dict(followed.skipped)
+    # A root of identity-folder links (link_identity_subset) is the user's selection: followed.
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / "alice").symlink_to(root / "alice", target_is_directory=True)
+    assert scan_identity_folder(view).images == {"alice": [str(view / "alice" / "00.jpg")]}
+
+
+def test_a_truncated_jpeg_is_skipped_up_front_and_named(tmp_path, caplog):
+    root = tmp_path / "faces"
+    for index in range(19):
+        (root / f"id{index % 4}").mkdir(parents=True, exist_ok=True)
+        (root / f"id{index % 4}" / f"{index:02d}.jpg").write_bytes(_jpeg_bytes(index))
+    bad = root / "id3" / "07.jpg"
+    bad.write_bytes(bad.read_bytes()[:-200])  # "OSError: image file is truncated" on the first batch, before
+    with caplog.at_level("WARNING", logger="hf_facerec.data.folders"):
+        dataset = load_identity_folder(root)
+        stream = stream_identity_folder(root)
+    assert len(dataset) == 18 and str(bad) not in [p for p, _ in _rows(dataset)]
+    assert all(row["image"].size == (20, 24) for row in dataset)  # every row decodes: a run cannot die on one
+    assert [p for p, _ in _rows(dataset)] == [row["image"]["path"] for row in
+                                             stream.cast_column("image", datasets.Image(decode=False))]
+    assert f"{bad}: not a readable image (OSError: image file is truncated" in caplog.text
+    assert len(load_identity_folder(root, check_images=False)) == 19  # the opt-out lists without decoding
+
+
+def test_the_check_reselects_identities_that_fall_below_min_images(tmp_path):
+    root = tmp_path / "faces"
+    for name, count in (("a", 2), ("b", 2), ("c", 2)):
+        (root / name).mkdir(parents=True)
+        for index in range(count):
+            (root / name / f"{index}.jpg").write_bytes(_jpeg_bytes(index))
+    (root / "a" / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    dataset = load_identity_folder(root, min_images_per_identity=2, max_identities=2)
+    assert dataset.features["label"].names == ["b", "c"] and len(dataset) == 4
+
+
+def test_recursive_listing_lists_a_looping_folder_once(tmp_path):
+    from hf_facerec.data.listing import list_folder_images
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.jpg").write_bytes(_jpeg_bytes(0))
+    (tmp_path / "a" / "b" / "up").symlink_to(tmp_path / "a", target_is_directory=True)
+    listing = list_folder_images(tmp_path, recursive=True)
+    assert listing.images == [str(tmp_path / "a" / "b" / "x.jpg")]
+    assert listing.skipped == [(str(tmp_path / "a" / "b" / "up"), f"the same folder as one listed already ({tmp_path / 'a'})")]

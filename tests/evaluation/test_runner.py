@@ -370,3 +370,91 @@ def test_cli_evaluate(model, data_dir, tmp_path, capsys):
     assert "unknown benchmark" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         cli_main(["evaluate", "--model", "m", "--far", "0", "--output", str(out)])
+
+
+# ---- issue 13: output faults are one line and exit 2, checked before the model loads; no partial file ----------
+
+
+def _evaluate_argv(tmp_path, data_dir, out, *extra):
+    return ["evaluate", "--model", str(tmp_path / "model"), "--benchmarks", "lfw", "--data-dir", str(data_dir),
+            "--flip", "none", "--output", str(out), *extra]
+
+
+def _one_line(capsys, fragment):
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]  # progress bars aside
+    assert "Traceback" not in err and len(errors) == 1 and fragment in errors[0], err
+
+
+def test_evaluate_output_a_file_or_read_only_is_refused_before_the_model_loads(model, data_dir, tmp_path, capsys,
+                                                                               monkeypatch):
+    import builtins
+
+    import hf_facerec._files as files
+    from hf_facerec.benchmarks import runner
+
+    model.save_pretrained(tmp_path / "model")
+    capsys.readouterr()  # the save's progress bar
+    monkeypatch.setattr(runner, "_load_embedder", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    (tmp_path / "taken").write_text("a file")
+    assert cli_main(_evaluate_argv(tmp_path, data_dir, tmp_path / "taken")) == 2
+    _one_line(capsys, f"hf-facerec evaluate: error: output folder {tmp_path / 'taken'} is a file, not a folder")
+    out = tmp_path / "ro"
+    out.mkdir()
+
+    def denied(path, *args, **kwargs):  # a read-only mount (chmod does not stop root)
+        if str(path).startswith(str(out)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "open", denied, raising=False)
+    assert cli_main(_evaluate_argv(tmp_path, data_dir, out)) == 2
+    _one_line(capsys, f"output folder {out} is not writable: Permission denied")
+    assert cli_main(_evaluate_argv(tmp_path, data_dir, tmp_path / "ok", "--cache-dir", str(out / "cache"))) == 2
+    _one_line(capsys, f"embedding cache folder {out / 'cache'} is not writable")
+
+
+@pytest.mark.parametrize("victim", ["roc.png", "results.json", "results.md"])
+def test_evaluate_full_disk_leaves_no_partial_file(model, data_dir, tmp_path, capsys, monkeypatch, victim):
+    import builtins
+    import errno
+    import io
+
+    import hf_facerec._files as files
+
+    model.save_pretrained(tmp_path / "model")
+    capsys.readouterr()
+    out = tmp_path / "out"
+
+    class Full:
+        """Writes fail with ENOSPC after the first bytes reach the disk."""
+
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[:3])
+            self.handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self):  # make PIL (matplotlib's PNG writer) go through .write
+            raise io.UnsupportedOperation("fileno")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def opener(path, *args, **kwargs):
+        handle = builtins.open(path, *args, **kwargs)
+        return Full(handle) if os.path.basename(path).startswith(f".{victim}.") else handle
+
+    monkeypatch.setattr(files, "open", opener, raising=False)
+    assert cli_main(_evaluate_argv(tmp_path, data_dir, out)) == 2
+    _one_line(capsys, f"hf-facerec evaluate: error: cannot write {out / victim}: No space left on device")
+    assert not (out / victim).exists()
+    assert not [p for p in out.rglob(".*")], "a partial file was left behind"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from hf_facerec.data.folders import load_identity_folder
 from hf_facerec.data.pairs import load_lfw_pairs
@@ -38,12 +40,22 @@ COUNTS = {"A": 2, "B": 3, "C": 1, "D": 1, "E": 2, "F": 2, "G": 1, "H": 1, "I": 2
           "M": 3, "N": 1}
 
 
+def _tiny_png() -> bytes:
+    """A 2x2 PNG: identity folders recognise images by content and decode them, so fake photos must be images."""
+    buffer = io.BytesIO()
+    Image.new("L", (2, 2)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+TINY_IMAGE = _tiny_png()
+
+
 def _fake_lfw(root: Path, pairs_text: str = PAIRS) -> tuple[Path, Path]:
     images = root / "images"
     for name, count in COUNTS.items():
         (images / name).mkdir(parents=True)
         for number in range(1, count + 1):
-            (images / name / f"{name}_{number:04d}.jpg").write_bytes(b"")  # only existence is checked
+            (images / name / f"{name}_{number:04d}.jpg").write_bytes(TINY_IMAGE)
     (root / "pairs.txt").write_text(pairs_text)
     return root / "pairs.txt", images
 
