@@ -37,8 +37,13 @@ class ExactResumeTrainerMixin:
         sampler = self._keyed_sampler() if keyed is not None else None
         if sampler is None:
             return super().get_train_dataloader()
-        return self._get_dataloader(dataset=keyed, description="Training", batch_size=self._train_batch_size,
-                                    sampler_fn=lambda _: sampler, is_training=True)
+        loader = self._get_dataloader(dataset=keyed, description="Training", batch_size=self._train_batch_size,
+                                      sampler_fn=lambda _: sampler, is_training=True)
+        if hasattr(loader, "set_sampler"):
+            # As accelerate does for its SeedableRandomSampler: on several ranks set_epoch then reaches the sampler
+            # through the resumed epoch's skip_first_batches loader (BatchSamplerShard has no .sampler otherwise).
+            loader.set_sampler(sampler)
+        return loader
 
     def _keyed_sampler(self) -> KeyedSampler | None:
         from accelerate.data_loader import SeedableRandomSampler

@@ -146,8 +146,8 @@ def test_augmentation_differs_across_epochs_and_samples_and_follows_the_seed(tmp
 
 def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path, caplog):
     assert last_complete_checkpoint(tmp_path / "missing") is None
-    for step, files in ((10, ("trainer_state.json", "model.safetensors")), (20, ("trainer_state.json", "model.safetensors")),
-                        (25, ("trainer_state.json",)), (30, ("model.safetensors",))):
+    complete = ("trainer_state.json", "model.safetensors")
+    for step, files in ((10, complete), (20, complete), (25, ("trainer_state.json",)), (30, ("model.safetensors",))):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         for name in files:
