@@ -30,8 +30,10 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomLowResolution",
     "RandomResizedCropSmall",
+    "TrainTransform",
     "default_train_augmentation",
     "make_train_transform",
+    "sample_generator",
 ]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L" conversion
@@ -244,9 +246,10 @@ def default_train_augmentation(strength: str = "light", seed: int | None = None)
 
 
 class _WorkerRng:
-    """A generator per process *and* per torch seed: DataLoader workers (and every new epoch's workers,
-    which get a fresh ``torch.initial_seed()``) draw different augmentations, reproducibly under
-    ``torch.manual_seed`` / ``transformers.set_seed``."""
+    """A generator per process *and* per torch seed, for batches that come without sample keys (a plain
+    ``set_transform`` read): DataLoader workers (and every new epoch's workers, which get a fresh
+    ``torch.initial_seed()``) draw different augmentations, reproducibly under ``torch.manual_seed`` /
+    ``transformers.set_seed``. Its stream restarts with the process, so a resumed run draws other augmentations."""
 
     def __init__(self, seed: int) -> None:
         self.seed, self._key, self._rng = seed, None, None
@@ -258,40 +261,67 @@ class _WorkerRng:
         return self._rng
 
 
+def sample_generator(seed: int, key: Sequence[int]) -> np.random.Generator:
+    """The generator of one sample's augmentation: a pure function of ``seed`` and the sample ``key`` (non-negative
+    ints, e.g. ``(sampler seed, epoch, dataset index)``), so nothing needs saving for an exact resume."""
+    try:
+        return np.random.default_rng([int(seed), *(int(k) for k in key)])
+    except (TypeError, ValueError):
+        raise ValueError(f"a sample key must be a sequence of non-negative ints, got {key!r}") from None
+
+
+class TrainTransform:
+    """The batch transform of :func:`make_train_transform`: ``transform(batch)`` as ``set_transform`` calls it, or
+    ``transform(batch, keys=...)`` with one key per row, each image then augmented by :func:`sample_generator`
+    (``FaceRecTrainer`` passes ``(sampler seed, epoch, index)`` keys: exact resume, any number of workers/ranks)."""
+
+    def __init__(self, image_processor: Callable, augmentation: Callable | None, image_column: str,
+                 label_column: str | None, seed: int) -> None:
+        if not callable(image_processor):
+            raise ValueError(f"image_processor must be callable, got {type(image_processor).__name__}")
+        if augmentation is not None and not callable(augmentation):
+            raise ValueError(f"augmentation must be callable or None, got {type(augmentation).__name__}")
+        self.image_processor, self.augmentation = image_processor, augmentation
+        self.image_column, self.label_column, self.seed = image_column, label_column, int(seed)
+        self._rng = _WorkerRng(self.seed)
+
+    def __call__(self, batch: dict[str, list], keys: Sequence[Sequence[int]] | None = None) -> dict:
+        image_column, label_column, augmentation = self.image_column, self.label_column, self.augmentation
+        for column in (image_column, label_column):
+            if column is not None and column not in batch:
+                raise ValueError(f"column {column!r} not in the batch (columns: {sorted(batch)})")
+        images = [_to_rgb_array(im) for im in batch[image_column]]
+        if keys is not None and len(keys) != len(images):
+            raise ValueError(f"{len(keys)} sample keys for a batch of {len(images)} images")
+        if augmentation is not None:
+            if isinstance(augmentation, Augmentation):
+                generators = ([sample_generator(self.seed, key) for key in keys] if keys is not None
+                              else [self._rng.get()] * len(images))
+                images = [augmentation(im, g) for im, g in zip(images, generators)]
+            else:  # a plain callable draws from its own randomness: keys cannot reach it
+                images = [_to_rgb_array(augmentation(im)) for im in images]
+        out = {"pixel_values": self.image_processor(images=images, return_tensors="pt")["pixel_values"]}
+        if label_column is not None:
+            out["labels"] = torch.as_tensor(np.asarray(batch[label_column]), dtype=torch.long)
+        return out
+
+
 def make_train_transform(
     image_processor: Callable,
     augmentation: Callable | None = None,
     image_column: str = "image",
     label_column: str | None = "label",
     seed: int = 0,
-) -> Callable[[dict[str, list]], dict]:
+) -> TrainTransform:
     """A batch transform for ``Dataset.set_transform`` (use ``remove_unused_columns=False`` in Trainer).
 
     The transform decodes ``batch[image_column]`` (PIL images, uint8 arrays or undecoded Image dicts),
     applies ``augmentation`` per image, runs ``image_processor(images=..., return_tensors="pt")`` and
     returns ``{"pixel_values": (B, 3, H, W) float tensor, "labels": (B,) int64 tensor}`` (no labels
     when ``label_column`` is None).
+
+    Under ``FaceRecTrainer`` each image's augmentation is drawn from ``(seed, sampler seed, epoch, index)``
+    (:class:`TrainTransform`), so a resumed run augments exactly as an uninterrupted one; read through a plain
+    ``set_transform`` the images draw from a per-process stream instead.
     """
-    if not callable(image_processor):
-        raise ValueError(f"image_processor must be callable, got {type(image_processor).__name__}")
-    if augmentation is not None and not callable(augmentation):
-        raise ValueError(f"augmentation must be callable or None, got {type(augmentation).__name__}")
-    rng = _WorkerRng(seed)
-
-    def transform(batch: dict[str, list]) -> dict:
-        for column in (image_column, label_column):
-            if column is not None and column not in batch:
-                raise ValueError(f"column {column!r} not in the batch (columns: {sorted(batch)})")
-        images = [_to_rgb_array(im) for im in batch[image_column]]
-        if augmentation is not None:
-            g = rng.get()
-            if isinstance(augmentation, Augmentation):
-                images = [augmentation(im, g) for im in images]
-            else:
-                images = [_to_rgb_array(augmentation(im)) for im in images]
-        out = {"pixel_values": image_processor(images=images, return_tensors="pt")["pixel_values"]}
-        if label_column is not None:
-            out["labels"] = torch.as_tensor(np.asarray(batch[label_column]), dtype=torch.long)
-        return out
-
-    return transform
+    return TrainTransform(image_processor, augmentation, image_column, label_column, seed)

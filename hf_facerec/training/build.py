@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .checkpoints import last_complete_checkpoint, resolve_resume_checkpoint
+
 __all__ = [
     "ModelArguments",
     "DataArguments",
@@ -41,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 BACKBONE_PRESETS = ("tiny-vit", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200", "mobilefacenet")
 _SYNTHETIC = re.compile(r"^synthetic:(\d+):(\d+)$")
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
@@ -302,39 +303,6 @@ def _num_identities(dataset) -> int:
     if hasattr(label, "num_classes"):
         return int(label.num_classes)
     return int(max(dataset["label"])) + 1
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Resume
-# ---------------------------------------------------------------------------------------------------------------
-def last_complete_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest `checkpoint-N` in `output_dir` that was completely written, or None.
-
-    The Trainer writes `trainer_state.json` last, so a checkpoint without it was cut short (a killed job) and is
-    skipped; `transformers.trainer_utils.get_last_checkpoint` would return it.
-    """
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
-    for _, path in sorted(steps, reverse=True):
-        if (path / "trainer_state.json").is_file():
-            return str(path)
-    return None
-
-
-def resolve_resume_checkpoint(output_dir: str | Path, spec: str | None) -> str | None:
-    """`--resume_from_checkpoint` -> a checkpoint folder or None: a path, `last` (must exist) or `auto`."""
-    if spec is None or spec in ("", "false", "False", "none", "None"):
-        return None
-    if spec in ("last", "auto", "true", "True"):
-        found = last_complete_checkpoint(output_dir)
-        if found is None and spec != "auto":
-            raise ValueError(f"--resume_from_checkpoint {spec}: no complete checkpoint in {output_dir}")
-        return found
-    if not Path(spec, "trainer_state.json").is_file():
-        raise ValueError(f"--resume_from_checkpoint {spec!r} is not a complete checkpoint folder")
-    return spec
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ processes, verification pair sets evaluated with the Trainer's evaluation schedu
 Resume (`trainer.train(resume_from_checkpoint=...)`) is the Trainer's own: a checkpoint holds the model (the
 full state dict, adapter and heads included, through `save_pretrained`), the optimizer, the scheduler, the
 trainer state (global step) and the RNG states (`rng_state.pth`); on resume the Trainer skips the batches the
-sampler already yielded in the current epoch, so the data order continues where it stopped.
+sampler already yielded in the current epoch, so the data order continues where it stopped. On top of it: the
+augmentation of a `make_train_transform` dataset is keyed by (seed, epoch, index) (`sample_keys`), checkpoints are
+written atomically and `train_loss` covers the whole run after a resume (`resume`, `sample_keys`, `checkpoints`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .arguments import FaceRecTrainingArguments
 from .distributed import ShardedHeadTrainerMixin, gather_margin_head, gathered_margin_head, shard_margin_head
 from .launch import check_launch, ddp_find_unused_parameters
 from .peft import apply_peft, build_peft_config, has_adapter, merge_adapter, save_adapter, unwrap_facerec
+from .resume import ExactResumeTrainerMixin
 
 __all__ = ["FaceRecTrainer", "prepare_model_for_finetuning", "parameter_groups"]
 
@@ -152,7 +155,7 @@ def parameter_groups(model: nn.Module, args: FaceRecTrainingArguments) -> list[d
 # ---------------------------------------------------------------------------------------------------------------
 # The trainer
 # ---------------------------------------------------------------------------------------------------------------
-class FaceRecTrainer(ShardedHeadTrainerMixin, Trainer):
+class FaceRecTrainer(ShardedHeadTrainerMixin, ExactResumeTrainerMixin, Trainer):
     """`Trainer` for `FaceRecForMarginClassification` with [`FaceRecTrainingArguments`].
 
     Inputs are batches with `pixel_values` (B, C, H, W) and `labels` (B,) identity indices, e.g. a `datasets`

@@ -75,22 +75,146 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, mode):
     assert step_losses(resumed)[-5:] == step_losses(reference)[-5:]
 
 
-def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path):
+def _augmented_faces():
+    """48 PNG faces (8 identities x 6) as a datasets.Dataset with the default ("light") augmentation."""
+    import datasets
+    from PIL import Image
+
+    from hf_facerec.data.augment import default_train_augmentation, make_train_transform
+    from hf_facerec.models import FaceRecImageProcessor
+
+    faces = TinyFaces(per_identity=6)
+    pixels = ((faces.pixels.clamp(-2, 2) + 2) * 63.75).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    dataset = datasets.Dataset.from_dict({"image": [Image.fromarray(p) for p in pixels],
+                                          "label": faces.labels.tolist()}, features=features)
+    processor = FaceRecImageProcessor(size={"height": 32, "width": 32})
+    dataset.set_transform(make_train_transform(processor, default_train_augmentation("light", seed=0), seed=0))
+    return dataset
+
+
+def _run_augmented(output_dir, workers: int, stop_at: int | None = None, resume=None) -> FaceRecTrainer:
+    args = tiny_args(output_dir, max_steps=10, save_strategy="steps", save_steps=5, warmup_steps=2,
+                     dataloader_num_workers=workers)
+    trainer = FaceRecTrainer(model=tiny_model(seed=0), args=args, train_dataset=_augmented_faces(),
+                             callbacks=[_StopAt(stop_at)] if stop_at else None)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_with_the_default_augmentation_is_exact(tmp_path, workers):
+    # Issue 13: the augmentation stream restarted with the process, so the resumed run diverged from step 6.
+    reference = _run_augmented(tmp_path / "straight", workers)
+    _run_augmented(tmp_path / "cut", workers, stop_at=5)
+    resumed = _run_augmented(tmp_path / "cut", workers, resume=True)  # True: the newest complete checkpoint
+    assert resumed.state.global_step == 10 and len(step_losses(reference)) == 10
+    assert step_losses(resumed) == step_losses(reference)  # steps 1-5 from the checkpoint, 6-10 recomputed
+    expected, got = reference.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    # the whole run's mean loss, not the mean of steps 6-10 that transformers reports after a resume
+    whole, after = sum(step_losses(reference)) / 10, sum(step_losses(reference)[5:]) / 5
+    train_loss = resumed.state.log_history[-1]["train_loss"]
+    assert train_loss == pytest.approx(whole, rel=1e-6) and train_loss != pytest.approx(after, rel=1e-3)
+    assert reference.state.log_history[-1]["train_loss"] == pytest.approx(train_loss, rel=1e-12)
+
+
+def test_augmentation_differs_across_epochs_and_samples_and_follows_the_seed(tmp_path):
+    from transformers import set_seed
+
+    from hf_facerec.training.sample_keys import KeyedTrainDataset
+
+    def loader_epochs(seed: int) -> list[torch.Tensor]:
+        set_seed(seed)
+        args = tiny_args(tmp_path / str(seed), seed=seed, per_device_train_batch_size=48)
+        loader = FaceRecTrainer(model=tiny_model(seed=0), args=args, train_dataset=_augmented_faces()
+                                ).get_train_dataloader()
+        assert isinstance(loader.dataset, KeyedTrainDataset)
+        return [list(loader)[0]["pixel_values"] for _ in range(2)]  # each full pass is the next epoch
+
+    first, second = loader_epochs(0)
+    assert not torch.equal(first, second)  # another epoch: another shuffle and other augmentations
+    assert all(torch.equal(x, y) for x, y in zip(loader_epochs(0), (first, second)))  # reproducible under set_seed
+    assert not torch.equal(loader_epochs(1)[0], first)
+    # per sample: index 3 is augmented differently in each epoch and differently from index 4, the same key twice
+    keyed = KeyedTrainDataset(_augmented_faces(), _augmented_faces().format["format_kwargs"]["transform"])
+    rows = keyed.__getitems__([(0, 0, 3), (0, 1, 3), (0, 2, 3), (0, 0, 4), (0, 0, 3)])
+    pixels = [row["pixel_values"] for row in rows]
+    assert not torch.equal(pixels[0], pixels[1]) and not torch.equal(pixels[1], pixels[2])
+    assert torch.equal(pixels[0], pixels[4]) and rows[0]["labels"] == 3 and rows[3]["labels"] == 4
+
+
+def test_last_complete_checkpoint_skips_a_half_written_one(tmp_path, caplog):
     assert last_complete_checkpoint(tmp_path / "missing") is None
-    for step, complete in ((10, True), (20, True), (30, False)):
+    complete = ("trainer_state.json", "model.safetensors")
+    for step, files in ((10, complete), (20, complete), (25, ("trainer_state.json",)), (30, ("model.safetensors",))):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
+        for name in files:
+            (folder / name).write_text("{}")
     (tmp_path / "checkpoint-x").mkdir()
-    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
+    (tmp_path / "tmp-checkpoint-40" / "checkpoint-40").mkdir(parents=True)  # a save that was killed
+    with caplog.at_level("WARNING", logger="hf_facerec.training.checkpoints"):
+        assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Skipping incomplete checkpoint {tmp_path / 'checkpoint-30'} (no trainer_state.json)",
+        f"Skipping incomplete checkpoint {tmp_path / 'checkpoint-25'} (no model weights)"]
     assert resolve_resume_checkpoint(tmp_path, "last") == str(tmp_path / "checkpoint-20")
     assert resolve_resume_checkpoint(tmp_path / "empty", "auto") is None
     assert resolve_resume_checkpoint(tmp_path, None) is None
     with pytest.raises(ValueError, match="no complete checkpoint"):
         resolve_resume_checkpoint(tmp_path / "empty", "last")
-    with pytest.raises(ValueError, match="not a complete checkpoint"):
-        resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-30"))
+    with pytest.raises(ValueError, match=r"not a complete checkpoint folder \(no model weights\)"):
+        resolve_resume_checkpoint(tmp_path, str(tmp_path / "checkpoint-25"))
+
+
+class _SaveKilled(RuntimeError):
+    pass
+
+
+def test_a_save_killed_midway_leaves_no_checkpoint_and_resume_takes_the_previous_one(tmp_path, monkeypatch):
+    """Checkpoints are written under tmp-checkpoint-N and renamed: a save that dies after the model weights
+    leaves no checkpoint-10, `last` takes checkpoint-5, and the next save clears the leftover."""
+    original = FaceRecTrainer._save_optimizer_and_scheduler
+
+    def dies_at_step_10(self, output_dir):
+        if self.state.global_step == 10:
+            raise _SaveKilled(output_dir)
+        return original(self, output_dir)
+
+    monkeypatch.setattr(FaceRecTrainer, "_save_optimizer_and_scheduler", dies_at_step_10)
+    with pytest.raises(_SaveKilled, match="tmp-checkpoint-10"):
+        _run(tmp_path, "full")  # saves at 5 and 10
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["checkpoint-5", "tmp-checkpoint-10"]
+    assert (tmp_path / "tmp-checkpoint-10" / "checkpoint-10" / "model.safetensors").is_file()  # the partial save
+    assert resolve_resume_checkpoint(tmp_path, "last") == str(tmp_path / "checkpoint-5")
+
+    monkeypatch.setattr(FaceRecTrainer, "_save_optimizer_and_scheduler", original)
+    resumed = _run(tmp_path, "full", resume=True)  # True: the newest complete checkpoint, checkpoint-5
+    assert resumed.state.global_step == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-5"]
+    assert resolve_resume_checkpoint(tmp_path, "last") == str(tmp_path / "checkpoint-10")
+    state = json.loads((tmp_path / "checkpoint-10" / "trainer_state.json").read_text())
+    assert state["global_step"] == 10 and (tmp_path / "checkpoint-10" / "optimizer.pt").is_file()
+    total = json.loads((tmp_path / "checkpoint-10" / "facerec_train_loss.json").read_text())
+    assert total["global_step"] == 10 and total["loss_sum"] == pytest.approx(sum(step_losses(resumed)), rel=1e-6)
+
+
+def test_saving_a_step_again_replaces_it_and_rotation_still_applies(tmp_path):
+    from hf_facerec.training.checkpoints import publish_checkpoint
+
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "old.txt").write_text("old")
+    (tmp_path / "tmp-checkpoint-3" / "checkpoint-3").mkdir(parents=True)
+    (tmp_path / "tmp-checkpoint-3" / "checkpoint-3" / "new.txt").write_text("new")
+    publish_checkpoint(tmp_path / "tmp-checkpoint-3" / "checkpoint-3", tmp_path / "checkpoint-3")
+    assert [p.name for p in (tmp_path / "checkpoint-3").iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-3", "tmp-checkpoint-3"]  # caller removes it
+
+    args = tiny_args(tmp_path / "run", max_steps=6, save_strategy="steps", save_steps=2, save_total_limit=2)
+    FaceRecTrainer(model=tiny_model(seed=0), args=args, train_dataset=TinyFaces(per_identity=4)).train()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint-4", "checkpoint-6"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
