@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hf_facerec.data.images import load_rgb
+from hf_facerec.data.images import IMAGE_SOURCE_TYPES, load_rgb
 from hf_facerec.data.preprocess import build_preprocess
 
 __all__ = ["AlignSpec", "aligned_crops", "default_num_workers", "embed_aligned"]
@@ -76,7 +76,7 @@ def default_num_workers() -> int:
 
 def _crop(source, preprocess) -> tuple[np.ndarray, bool]:
     """One source -> (uint8 (H, W, 3) crop, whether no face was found); decoding as FaceEmbedder does."""
-    image = load_rgb(source) if isinstance(source, (str, os.PathLike, bytes)) else source
+    image = load_rgb(source) if isinstance(source, IMAGE_SOURCE_TYPES) else source
     before = getattr(preprocess, "no_face", 0)
     crop = preprocess(image)
     return np.asarray(crop, dtype=np.uint8), getattr(preprocess, "no_face", 0) != before

@@ -55,6 +55,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+#: The types :func:`load_rgb` decodes, for ``isinstance`` (file objects aside): callers decode these, pass others on.
+IMAGE_SOURCE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)
 
 #: Default limit on decoded pixels (width * height) of an encoded image: 50 megapixels, i.e. a
 #: 8660 x 5773 photo, well above any camera's face photo and far below a decompression bomb.
