@@ -87,8 +87,8 @@ class FaceEmbedder:
         model = FaceRecModel.from_pretrained(name_or_path)
         try:
             processor = AutoImageProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError):
-            processor = None  # no preprocessor_config.json: derive one from the model config
+        except OSError:  # no preprocessor_config.json: derive one from the model config
+            processor = None  # (a hostile one, e.g. size 10**5, raises its ValueError instead of being ignored)
         return cls(model, image_processor=processor, **kwargs)
 
     @property
