@@ -68,3 +68,15 @@ def test_bad_training_image_names_the_file(hostile, tmp_path):
         transform({"image": [row]})
     with pytest.raises(InvalidImageError, match="float pixels must lie in"):
         transform({"image": [np.full((4, 4, 3), 200.0, np.float32)]})  # 0-255 floats are not clipped to white
+
+
+def test_conversion_checks_images_with_the_training_decoder(tmp_path):
+    """A 56 MP 1-bit PNG (a few KB) decodes with plain PIL but not within load_rgb's max_pixels: conversion skips
+    it instead of writing a row training would refuse; a good image still passes."""
+    from hf_facerec.data.convert import _decodes
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (8000, 7000)).save(bomb)
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8)).save(good)
+    assert _decodes(good.read_bytes()) and not _decodes(bomb.read_bytes())
