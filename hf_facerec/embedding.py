@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .data.images import IMAGE_SOURCE_TYPES, load_rgb
 from .data.preprocess import FaceInput
 from .models.image_processing_facerec import FaceRecImageProcessor
 from .models.modeling_facerec import FaceRecModel
@@ -86,8 +87,8 @@ class FaceEmbedder:
         model = FaceRecModel.from_pretrained(name_or_path)
         try:
             processor = AutoImageProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError):
-            processor = None  # no preprocessor_config.json: derive one from the model config
+        except OSError:  # no preprocessor_config.json: derive one from the model config
+            processor = None  # (a hostile one, e.g. size 10**5, raises its ValueError instead of being ignored)
         return cls(model, image_processor=processor, **kwargs)
 
     @property
@@ -97,15 +98,14 @@ class FaceEmbedder:
         return None if faces is None or self.preprocess is not None else faces.detector_name
 
     def _load(self, image: Any, preprocess: Callable[[Any], Any] | None = None, name: str | None = None) -> Any:
-        if isinstance(image, (str, os.PathLike, bytes)):
-            from .data.images import load_rgb
-
-            image = load_rgb(image)  # also URLs and base64 strings
         preprocess = self.preprocess if preprocess is None else preprocess
-        if preprocess is not None:
-            return preprocess(image)
-        faces = getattr(self, "faces", None)  # subclasses without one (OnnxFaceEmbedder) take the image as it is
-        return image if faces is None else faces.face(image, name)[0]
+        faces = getattr(self, "faces", None)  # subclasses without one (OnnxFaceEmbedder) skip detection
+        if preprocess is None and faces is not None:
+            return faces.face(image, name)[0]  # decodes with load_rgb itself
+        if isinstance(image, IMAGE_SOURCE_TYPES):
+            # load_rgb's conversions (EXIF, alpha, dtypes) for every image; others (LandmarkedImage) go to preprocess
+            image = load_rgb(image, name=name)
+        return image if preprocess is None else preprocess(image)
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) processed pixels -> (B, D) features before normalisation: the one place a
@@ -126,7 +126,7 @@ class FaceEmbedder:
             n = pixel_values.shape[0]
             both = self._features(torch.cat([pixel_values, pixel_values.flip(-1)]))
             features = both[:n] + both[n:] if self.flip == "sum" else torch.cat([both[:n], both[n:]], dim=-1)
-        return F.normalize(torch.as_tensor(features).float(), dim=-1).cpu()
+        return F.normalize(check_finite_features(torch.as_tensor(features).float(), pixel_values), dim=-1).cpu()
 
     def _embed_batch(self, images: Sequence[Any], preprocess=None, start: int = 0) -> torch.Tensor:
         loaded = [self._load(image, preprocess, _input_name(image, start + i)) for i, image in enumerate(images)]
@@ -164,6 +164,30 @@ class FaceEmbedder:
         return embeddings.numpy() if return_tensors == "np" else embeddings
 
 
+class NonFiniteEmbeddingError(ValueError):
+    """The model produced NaN or infinite features: broken weights or image processor settings (``image_std`` 0)."""
+
+
+def check_finite_features(features: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+    """``features`` (B, D) unchanged if every value is finite, else a :class:`NonFiniteEmbeddingError` naming the rows.
+
+    The one guard between a model and every embedding the package returns (FaceEmbedder, both pipelines, evaluate,
+    the Space): a NaN row would otherwise score as "different person" at every threshold without a word.
+    """
+    finite = torch.isfinite(features).all(dim=-1)
+    if bool(finite.all()):
+        return features
+    rows = torch.nonzero(~finite).flatten().tolist()
+    if pixel_values is not None and not bool(torch.isfinite(pixel_values).all()):
+        cause = "the processed pixels already hold NaN/inf: check the image processor's image_mean / image_std"
+    else:
+        cause = "check the model's weights (NaN/inf parameters) and the image processor's image_mean / image_std"
+    raise NonFiniteEmbeddingError(
+        f"the model returned NaN or infinite features for {len(rows)} of {features.shape[0]} images in the batch "
+        f"(rows {rows[:10]}); {cause}"
+    )
+
+
 def _input_name(image: Any, index: int) -> str:
     """How an error names input ``index``: ``images[3] ('a.jpg')``, or ``images[3] (PIL image)``."""
     if isinstance(image, (str, os.PathLike)):
@@ -172,4 +196,4 @@ def _input_name(image: Any, index: int) -> str:
     return f"images[{index}] ({type(image).__name__})"
 
 
-__all__ = ["FaceEmbedder"]
+__all__ = ["FaceEmbedder", "NonFiniteEmbeddingError", "check_finite_features"]

@@ -3,6 +3,7 @@
 Prints
   1. decode + detect + align images/s per detector backend on LFW photos (250x250),
   2. FaceRecImageProcessor images/s on the aligned 112x112 crops,
+  2b. make_train_transform (decode + augmentation + processor) images/s on the same crops, per input kind,
   3. RecordIO read images/s (bytes only, and bytes + JPEG decode) from a temporary .rec,
   4. (--compare-dlib N) how far crops aligned from dlib landmark variants fall from YuNet's,
   5. (--bulk-align DST) a full ``hf-facerec align`` run over LFW into DST (never the repo).
@@ -117,6 +118,34 @@ def bench_processor(crops: list) -> None:
         print(f"flip_tta={flip!s:5s}: {len(crops) / _best_seconds(run):8.1f} images/s")
 
 
+def bench_train_transform(crops: list) -> None:
+    """Section 2b: the training batch transform on PIL crops, uint8 arrays and undecoded PNG dicts."""
+    print(f"== 2b. make_train_transform on {len(crops)} aligned 112x112 crops, batches of 64")
+    try:
+        from hf_facerec.data.augment import default_train_augmentation, make_train_transform
+        from hf_facerec.models.image_processing_facerec import FaceRecImageProcessor
+    except ImportError as exc:
+        print(f"skipped ({exc})")
+        return
+    encoded = []
+    for crop in crops:
+        buffer = io.BytesIO()
+        crop.save(buffer, format="PNG")
+        encoded.append({"bytes": buffer.getvalue(), "path": None})
+    kinds = {"PIL RGB": crops, "uint8 array": [np.asarray(c) for c in crops], "PNG dict": encoded}
+    processor = FaceRecImageProcessor()
+    for augmentation in (None, default_train_augmentation("light", seed=0)):
+        transform = make_train_transform(processor, augmentation, label_column=None)
+        for kind, images in kinds.items():
+
+            def run(images: list = images) -> None:
+                for i in range(0, len(images), 64):
+                    transform({"image": images[i : i + 64]})
+
+            label = "none" if augmentation is None else "light"
+            print(f"augmentation={label:5s} {kind:12s}: {len(images) / _best_seconds(run):8.1f} images/s")
+
+
 def bench_recordio(crops: list, records: int) -> None:
     print(f"== 3. RecordIO read, {records} JPEG records (quality 95, 112x112)")
     try:
@@ -218,6 +247,7 @@ def main() -> None:
     print(f"cpu cores {os.cpu_count()}, threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
     crops = bench_alignment(_sample(args.lfw, args.n), args.yunet)
     bench_processor(crops)
+    bench_train_transform(crops)
     bench_recordio(crops, args.records)
     if args.compare_dlib and args.yunet is not None:
         compare_dlib_variants(_sample(args.lfw, args.compare_dlib), args.yunet)

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hf_facerec.data.images import load_rgb
-from hf_facerec.data.preprocess import LandmarkedImage, build_preprocess
+from hf_facerec.data.images import IMAGE_SOURCE_TYPES, load_rgb
+from hf_facerec.data.preprocess import build_preprocess
 
 __all__ = ["AlignSpec", "aligned_crops", "default_num_workers", "embed_aligned"]
 
@@ -78,7 +78,7 @@ def default_num_workers() -> int:
 
 def _crop(source, preprocess) -> tuple[np.ndarray, bool]:
     """One source -> (uint8 (H, W, 3) crop, whether no face was found); decoding as FaceEmbedder does."""
-    image = source if isinstance(source, LandmarkedImage) else load_rgb(source)  # the one decode path
+    image = load_rgb(source) if isinstance(source, IMAGE_SOURCE_TYPES) else source  # LandmarkedImage: as is
     before = getattr(preprocess, "no_face", 0)
     crop = preprocess(image)
     return np.asarray(crop, dtype=np.uint8), getattr(preprocess, "no_face", 0) != before

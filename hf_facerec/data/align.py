@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .detectors import Detection, FaceDetector, resolve_detector
-from .images import ImageSource, load_rgb
+from .images import ImageSource, load_rgb, to_rgb_array
 
 
 def _frozen(points: list[list[float]]) -> np.ndarray:
@@ -195,18 +195,18 @@ def warp_affine(
     if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
         raise ValueError(f"matrix must be a finite (2, 3) array, got shape {matrix.shape}")
     width, height = _parse_size(output_size)
-    rgb = load_rgb(image) if not isinstance(image, Image.Image) or image.mode != "RGB" else image
+    rgb = to_rgb_array(image)  # load_rgb's conversions (EXIF too); an RGB uint8 array as it is
     try:
         import cv2
     except ImportError:
-        return _warp_with_pil(rgb, matrix, (width, height), border)
+        return _warp_with_pil(Image.fromarray(rgb), matrix, (width, height), border)
     border_mode = {
         "constant": cv2.BORDER_CONSTANT,
         "replicate": cv2.BORDER_REPLICATE,
         "reflect": cv2.BORDER_REFLECT_101,
     }[border]
     crop = cv2.warpAffine(
-        np.asarray(rgb), matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=border_mode, borderValue=(0, 0, 0)
+        rgb, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=border_mode, borderValue=(0, 0, 0)
     )
     return Image.fromarray(crop)
 

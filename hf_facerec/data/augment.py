@@ -1,8 +1,8 @@
 """Training augmentations for aligned face crops (numpy + PIL only, no torchvision).
 
 Every augmentation is a small callable ``aug(image, rng=None) -> np.ndarray``: it takes an
-(H, W, 3) uint8 RGB array (or a PIL image, or an (H, W) grayscale array) and returns an (H, W, 3)
-uint8 array of the same size. It fires with probability ``p`` and draws all its randomness from
+(H, W, 3) uint8 RGB array (anything else ``load_rgb`` reads is converted by its rules first: one decode
+path for training and inference) and returns an (H, W, 3) uint8 array of the same size. It fires with probability ``p`` and draws all its randomness from
 ``rng`` (a ``np.random.Generator``) when one is passed, else from its own generator seeded by
 ``seed``. Crops and erasing stay small on purpose: the inputs are aligned crops, and the landmarks
 must stay near the template.
@@ -13,13 +13,14 @@ must stay near the template.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
+
+from .images import to_rgb_array
 
 __all__ = [
     "Augmentation",
@@ -40,22 +41,15 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's
 
 
 def _to_rgb_array(image) -> np.ndarray:
-    """(H, W, 3) uint8 from a PIL image, an (H, W[, 1|3|4]) uint8 array, or a datasets Image dict/path."""
+    """(H, W, 3) uint8 from a PIL image, an array, a path or a datasets Image dict, by ``load_rgb``'s conversions."""
     if isinstance(image, dict):  # datasets.Image(decode=False): {"bytes": ..., "path": ...}
-        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") is not None else image.get("path")
-    if isinstance(image, (str, os.PathLike)):
-        image = Image.open(image)
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise ValueError(f"augmentations expect uint8 images (before normalisation), got dtype {image.dtype}")
-        if image.ndim == 2:
-            return np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim == 3 and image.shape[2] in (1, 3, 4):
-            return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-        raise ValueError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {image.shape}")
-    raise ValueError(f"expected a PIL image, a uint8 array or a datasets Image dict, got {type(image).__name__}")
+        path = image.get("path")
+        if image.get("bytes") is not None:
+            return to_rgb_array(image["bytes"], name=str(path) if path else None)
+        image = path
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image)):
+        return to_rgb_array(image)
+    raise ValueError(f"expected a PIL image, an image array, a path or a datasets Image dict, got {type(image).__name__}")
 
 
 def _range(

@@ -11,7 +11,6 @@ Images that do not decode are skipped and counted (``ConversionReport``), not wr
 from __future__ import annotations
 
 import functools
-import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,6 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from tqdm.auto import tqdm
 
 import datasets
@@ -35,6 +33,7 @@ from .folders import (
     list_identity_images,
     select_identities,
 )
+from .images import InvalidImageError, load_rgb
 from .recordio import RecordIOReader
 
 __all__ = ["ConversionReport", "recordio_to_parquet", "folder_to_parquet", "stream_recordio", "RECORDIO_FEATURES"]
@@ -63,12 +62,12 @@ class ConversionReport:
 
 
 def _decodes(image_bytes: bytes) -> bool:
-    """True when PIL fully decodes the bytes (``verify()`` alone misses truncated JPEG data)."""
+    """True when ``load_rgb`` (the decode path training uses) fully decodes the bytes within its default
+    ``max_pixels`` (``verify()`` alone misses truncated JPEG data)."""
     try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image.load()
+        load_rgb(image_bytes)
         return True
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+    except InvalidImageError:
         return False
 
 

@@ -24,9 +24,21 @@ data (a ``data:image/...;base64,`` URI or bare base64), as ``transformers.image_
 EXIF orientation is applied (``ImageOps.exif_transpose``) so that landmark coordinates refer to
 the image as a person sees it.
 
-Numpy arrays are read as ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA),
-with dtype ``uint8`` (used as is), ``uint16`` (scaled by 1/257), ``bool`` (0/255) or floating
-point in [0, 1] (the numpy/torch convention, clipped then scaled by 255).
+Numpy arrays are read as ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA), with dtype
+
+* ``uint8``: used as is;
+* ``uint16``: 16-bit data, scaled by 1/257 (as ``I;16`` files);
+* other integers (``int64`` from ``np.array(list)``, ...): must hold 0-255, used as 8-bit values;
+* ``bool``: 0 / 255;
+* floating point: must be finite and in [0, 1] (the numpy/torch convention; a rounding slack of half an 8-bit
+  step is clipped), scaled by 255.
+
+Anything else (NaN or inf pixels, floats outside [0, 1] such as 0-255 floats, negative or > 255 integers) is
+refused with an :class:`InvalidImageError` rather than clipped into a silently different image. PIL ``F`` images
+follow PIL's own [0, 255] convention (clipped) but must be finite too.
+
+:func:`to_rgb_array` is the same conversion returning an ``(H, W, 3)`` uint8 array, with no copy for an input that
+already is one (the training transform's hot path).
 """
 
 from __future__ import annotations
@@ -43,25 +55,32 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+#: The types :func:`load_rgb` decodes, for ``isinstance`` (file objects aside): callers decode these, pass others on.
+IMAGE_SOURCE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray)
 
 #: Default limit on decoded pixels (width * height) of an encoded image: 50 megapixels, i.e. a
 #: 8660 x 5773 photo, well above any camera's face photo and far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 
-#: Most bytes downloaded for one image URL, and the download timeout.
+#: Most encoded bytes of one image fetched from an http(s) URL or decoded from base64, and the download timeout.
 MAX_URL_BYTES = 50 * 2**20
 URL_TIMEOUT_S = 30.0
+#: Longest base64 text accepted: the encoding of MAX_URL_BYTES bytes plus MIME line breaks (CRLF every 76 chars).
+MAX_BASE64_CHARS = -(-MAX_URL_BYTES // 3) * 4 * 78 // 76 + 4
+# Floats in [-_FLOAT_SLACK, 1 + _FLOAT_SLACK] round to a valid 8-bit value: accepted (and clipped).
+_FLOAT_SLACK = 0.5 / 255
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 _WHITE = (255, 255, 255, 255)
+_ORIENTATION = 0x0112  # the EXIF orientation tag
 
 
 class InvalidImageError(ValueError):
     """The source is not a readable image: corrupt, truncated, not an image, or too large."""
 
 
-def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, name: str | None = None) -> Image.Image:
     """Open ``source`` and return it as a fully loaded RGB image with EXIF orientation applied.
 
     Args:
@@ -70,25 +89,41 @@ def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
             shapes and dtypes).
         max_pixels: refuse encoded images with more than this many pixels (``width * height``)
             before decoding them; ``None`` disables the check (PIL's own hard limit of
-            ``2 * Image.MAX_IMAGE_PIXELS`` still applies). In-memory images are not checked.
+            ``2 * Image.MAX_IMAGE_PIXELS`` still applies). Applies to URLs and base64 data too; in-memory
+            images (PIL, numpy) are not checked.
+        name: how error messages name the source (default: the path, or the kind and size of the input).
 
     Returns:
         A new ``PIL.Image.Image`` in mode ``"RGB"`` (the input is never modified).
 
     Raises:
         InvalidImageError: the bytes are not an image, the file is corrupt or truncated, the
-            image exceeds ``max_pixels`` (a possible decompression bomb) or its mode is unknown.
+            image exceeds ``max_pixels`` (a possible decompression bomb), its mode is unknown, or an
+            array has an unsupported shape, dtype or values (NaN, out of range: see the module docstring).
         FileNotFoundError: ``source`` is a path that does not exist.
-        ValueError: an array of unsupported shape or dtype, or ``max_pixels`` < 1.
+        ValueError: ``max_pixels`` < 1.
         TypeError: an unsupported source type.
     """
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive number of pixels or None, got {max_pixels}")
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source)
+        return _array_to_rgb(source, name)
     if isinstance(source, Image.Image):
-        return _to_rgb(_exif_transpose(source), _describe(source))
-    return _decode(source, max_pixels)
+        return _to_rgb(_exif_transpose(source), name or _describe(source))
+    return _decode(source, max_pixels, name)
+
+
+def to_rgb_array(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, name: str | None = None) -> np.ndarray:
+    """:func:`load_rgb` as an ``(H, W, 3)`` uint8 array: the same conversions, for array consumers (augmentations).
+
+    An ``(H, W, 3)`` uint8 array is returned as it is (no copy, no check: the hot path of training on decoded
+    crops); an RGB ``PIL`` image costs one copy (its EXIF orientation applied). The result may be read-only.
+    """
+    if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3:
+        return source
+    if isinstance(source, Image.Image) and source.mode == "RGB":
+        return np.asarray(_exif_transpose(source))  # np.asarray copies PIL's buffer: the input stays untouched
+    return np.asarray(load_rgb(source, max_pixels, name=name))
 
 
 def _describe(source: object) -> str:
@@ -104,9 +139,9 @@ def _describe(source: object) -> str:
     return str(name) if isinstance(name, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
 
-def _decode(source: ImageSource, max_pixels: int | None) -> Image.Image:
+def _decode(source: ImageSource, max_pixels: int | None, name: str | None = None) -> Image.Image:
     """Decode an encoded source (path, bytes, file object) into a loaded RGB image."""
-    name = _describe(source)
+    name = name or _describe(source)
     if isinstance(source, str) and not os.path.isfile(source) and (encoded := _fetch(source, name)) is not None:
         stream: object = io.BytesIO(encoded)
     elif isinstance(source, (str, os.PathLike)):
@@ -161,6 +196,11 @@ def _fetch(source: str, name: str) -> bytes | None:
             raise InvalidImageError(f"{name}: more than {MAX_URL_BYTES:,} bytes; refusing to download it")
         return data
     text = source.strip()
+    if len(text) > MAX_BASE64_CHARS:  # refused before the decoded copy is allocated
+        raise InvalidImageError(
+            f"{name}: a string of {len(text):,} characters is not a path, and as base64 it would decode to more "
+            f"than {MAX_URL_BYTES:,} bytes; refusing to decode it"
+        )
     if text.startswith("data:"):
         header, _, text = text.partition(",")
         if not header.endswith(";base64"):
@@ -176,8 +216,10 @@ def _fetch(source: str, name: str) -> bytes | None:
 
 
 def _exif_transpose(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag; a broken EXIF block is ignored rather than fatal."""
+    """Apply the EXIF orientation tag (the image itself when there is none); a broken EXIF block is ignored."""
     try:
+        if image.getexif().get(_ORIENTATION, 1) == 1:
+            return image  # nothing to turn: spare exif_transpose's full copy
         transposed = ImageOps.exif_transpose(image)
     except Exception:  # malformed EXIF must not make an otherwise fine photo unreadable
         return image
@@ -200,7 +242,9 @@ def _to_rgb(image: Image.Image, name: str) -> Image.Image:
         return _gray_or_rgb_from_uint8(np.round(np.clip(values, 0, 65535) / 257.0).astype(np.uint8))
     if mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        return _gray_or_rgb_from_uint8(np.round(np.clip(np.nan_to_num(values), 0, 255)).astype(np.uint8))
+        if not np.isfinite(values).all():
+            raise InvalidImageError(f"{name}: float image with NaN or infinite pixels")
+        return _gray_or_rgb_from_uint8(np.round(np.clip(values, 0, 255)).astype(np.uint8))
     try:
         return image.convert("RGB")
     except (ValueError, OSError) as exc:
@@ -214,28 +258,50 @@ def _gray_or_rgb_from_uint8(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def _array_to_rgb(array: np.ndarray) -> Image.Image:
-    """Numpy (H, W[, C]) image -> RGB PIL image; see the module docstring for dtypes."""
+def _array_to_rgb(array: np.ndarray, name: str | None = None) -> Image.Image:
+    """Numpy (H, W[, C]) image -> RGB PIL image; see the module docstring for dtypes and ranges."""
+    name = name or f"<array shape={array.shape} dtype={array.dtype}>"
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ValueError(f"image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {array.shape}")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"image array is empty: shape {array.shape}")
-    if array.dtype == np.uint8:
-        as_uint8 = array
-    elif array.dtype == np.uint16:
-        as_uint8 = np.round(array / 257.0).astype(np.uint8)
-    elif array.dtype == np.bool_:
-        as_uint8 = array.astype(np.uint8) * 255
-    elif np.issubdtype(array.dtype, np.floating):
-        as_uint8 = np.round(np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255.0).astype(np.uint8)
-    else:
-        raise ValueError(
-            f"unsupported image array dtype {array.dtype}; use uint8 (0-255), uint16 (0-65535), "
-            "bool, or float in [0, 1]"
+        raise InvalidImageError(
+            f"{name}: image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {array.shape}"
         )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InvalidImageError(f"{name}: image array is empty: shape {array.shape}")
+    as_uint8 = _array_to_uint8(array, name)
     if as_uint8.ndim == 3 and as_uint8.shape[2] == 4:
-        rgba = Image.fromarray(np.ascontiguousarray(as_uint8))
-        return _to_rgb(rgba, f"<array shape={array.shape}>")
+        return _to_rgb(Image.fromarray(np.ascontiguousarray(as_uint8)), name)
     return _gray_or_rgb_from_uint8(as_uint8)
+
+
+def _array_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """The array's pixels as uint8 by the module docstring's dtype rules; InvalidImageError for bad values."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return np.round(array / 257.0).astype(np.uint8)
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise InvalidImageError(
+                f"{name}: {array.dtype} pixels must lie in 0-255, got {low}..{high} (cast 16-bit data to uint16)"
+            )
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise InvalidImageError(f"{name}: image array has NaN or infinite pixels")
+        low, high = float(values.min()), float(values.max())
+        if low < -_FLOAT_SLACK or high > 1 + _FLOAT_SLACK:
+            raise InvalidImageError(
+                f"{name}: float pixels must lie in [0, 1], got {low:g}..{high:g} (divide 0-255 floats by 255, "
+                "or pass uint8)"
+            )
+        return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise InvalidImageError(
+        f"{name}: unsupported image array dtype {array.dtype}; use uint8 (0-255), uint16 (0-65535), other integers "
+        "in 0-255, bool, or float in [0, 1]"
+    )

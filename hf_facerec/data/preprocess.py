@@ -130,7 +130,7 @@ class FaceInput:
         Raises:
             NoFaceDetectedError: no face in an image that is not a crop; the message names ``name`` (or the input).
         """
-        rgb = load_rgb(image)
+        rgb = load_rgb(image, name=name)
         width, height = self.output_size
         if self.align == "never" or (self.align == "auto" and self.is_crop(rgb.size)):
             crop = rgb if rgb.size == self.output_size or self.align == "never" else crop_to_aspect(rgb, self.face_size)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from hf_facerec.data.images import load_rgb
 from hf_facerec.evaluation import plot_group_bars
 from hf_facerec.demo.operating_points import UNCALIBRATED_THRESHOLD, SpaceInputError, far_flag, verification_reports
 
@@ -94,8 +95,7 @@ def bias_charts(report: Mapping, title: str = "") -> list[Image.Image | None]:
                 charts.append(None)
                 continue
             path = plot_group_bars(path=Path(folder) / f"{key}.png", title=title, **bars[key])
-            with Image.open(path) as image:
-                charts.append(image.convert("RGB"))
+            charts.append(load_rgb(path))  # the package's one decode path
     return charts
 
 

@@ -292,7 +292,7 @@ class OnnxFaceEmbedder(FaceEmbedder):
             onnx_path = Path(hf_hub_download(os.fspath(name_or_path), filename))
         try:
             processor = FaceRecImageProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError):
+        except OSError:  # no preprocessor_config.json; a hostile one raises its ValueError
             processor = None
         return cls(onnx_path, image_processor=processor, **kwargs)
 

@@ -15,7 +15,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .backbones import CLS_TOKEN_BACKBONES
-from .configuration_iresnet import IResNetConfig
+from .configuration_iresnet import IResNetConfig, to_size_pair
 from .configuration_mobilefacenet import MobileFaceNetConfig
 
 # Backbone families defined by this package. They are resolved here rather than through AutoConfig so that a
@@ -62,7 +62,8 @@ class FaceRecConfig(PreTrainedConfig):
             layer "E"), `"linear_bn"` (insightface IResNet's fc + features), `"linear"`, or `"none"` (the pooled
             vector is the embedding; it must then have `embedding_size` features).
         head_dropout (`float`, defaults to 0.0): dropout inside the embedding head.
-        image_size (`int` or `(height, width)`, defaults to 112): size of the aligned face crop the model expects.
+        image_size (`int` or `(height, width)`, defaults to 112): size of the aligned face crop the model expects
+            (each side at most `MAX_IMAGE_SIDE` = 4096 px; the backbone config's `image_size` too).
         num_channels (`int`, defaults to 3): input channels.
         num_identities (`int`, defaults to 0): number of training identities (rows of the margin head).
         margin_type (`str`, defaults to `"arcface"`): one of the margin penalties of `heads.MARGIN_PENALTIES`.
@@ -126,7 +127,10 @@ class FaceRecConfig(PreTrainedConfig):
                 f"pooling={self.pooling!r} needs a backbone with a CLS token, but {self.backbone_type!r} has none; "
                 "use 'mean' or 'pooler'."
             )
-        self.image_size = list(self.face_size)
+        self.image_size = list(to_size_pair(self.image_size))
+        native = getattr(self.backbone_config, "image_size", None)
+        if native is not None:  # the backbone's own buffers (position embeddings) are sized from it
+            to_size_pair(native, "backbone_config.image_size")
 
     @property
     def backbone_type(self) -> str:

@@ -6,6 +6,7 @@ into the checkpoint folder), so it imports only the standard library and ``trans
 
 from __future__ import annotations
 
+import numbers
 from typing import ClassVar
 
 from transformers import PreTrainedConfig
@@ -20,16 +21,37 @@ IRESNET_DEPTHS: dict[int, tuple[int, int, int, int]] = {
 }
 
 
+#: Largest image side (pixels) a config or image processor may ask for: far above any face crop (112 px) or vision
+#: backbone (518 px), far below sizes whose buffers alone exhaust memory (a side of 10**6 asks for terabytes).
+MAX_IMAGE_SIDE = 4096
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_image_side(value, name: str) -> int:
+    """``value`` as an int if it is a positive integer of at most :data:`MAX_IMAGE_SIDE`, else a ValueError naming it."""
+    if not _is_int(value) or not 0 < value <= MAX_IMAGE_SIDE:
+        raise ValueError(f"{name} must be a positive int of at most {MAX_IMAGE_SIDE} pixels, got {value!r}")
+    return int(value)
+
+
 def to_size_pair(image_size: int | list[int] | tuple[int, ...], name: str = "image_size") -> tuple[int, int]:
     """Normalise an image size given as ``int`` or ``(height, width)`` to a ``(height, width)`` tuple of ints.
 
     Raises:
-        ValueError: if the value is not one or two positive integers.
+        ValueError: if the value is not one or two positive integers of at most :data:`MAX_IMAGE_SIDE`.
     """
-    pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+    if _is_int(image_size):
+        pair = (image_size, image_size)
+    elif isinstance(image_size, (list, tuple)) and len(image_size) == 2:
+        pair = tuple(image_size)
+    else:
         raise ValueError(f"{name} must be a positive int or (height, width) of positive ints, got {image_size!r}")
-    return pair[0], pair[1]
+    if not all(_is_int(v) and v > 0 for v in pair):
+        raise ValueError(f"{name} must be a positive int or (height, width) of positive ints, got {image_size!r}")
+    return check_image_side(pair[0], name), check_image_side(pair[1], name)
 
 
 def conv_output_size(size: int, kernel_size: int = 3, stride: int = 1, padding: int = 1) -> int:
@@ -131,4 +153,4 @@ class IResNetConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["IResNetConfig", "IRESNET_DEPTHS", "to_size_pair", "conv_output_size"]
+__all__ = ["IResNetConfig", "IRESNET_DEPTHS", "MAX_IMAGE_SIDE", "check_image_side", "to_size_pair", "conv_output_size"]

@@ -1,12 +1,17 @@
 """Image processor for aligned face crops: resize to the model's face size, scale, normalise, optional flip TTA.
 
 PIL/NumPy only (no torchvision). Also shipped as remote code next to saved checkpoints, so it imports only
-``numpy`` and ``transformers``.
+``numpy``, ``PIL``, ``transformers`` and a sibling config file; ``hf_facerec``'s ``load_rgb`` decodes the inputs
+where the package is installed (transformers' own conversion otherwise).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
+from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import PILImageResampling
@@ -15,9 +20,41 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+from .configuration_iresnet import check_image_side
+
 # ArcFace convention: (x / 255 - 0.5) / 0.5 maps pixels to [-1, 1].
 FACE_MEAN = [0.5, 0.5, 0.5]
 FACE_STD = [0.5, 0.5, 0.5]
+_SIDES = ("height", "width", "shortest_edge", "longest_edge", "max_height", "max_width")
+
+
+def _channels_last_rgb(image, input_data_format) -> np.ndarray | None:
+    """(H, W, 3) uint8 by hf_facerec's ``load_rgb`` conversions (16-bit, alpha, float [0, 1], EXIF: one decode path),
+    or None where transformers' conversion applies: channels-first arrays, tensors, no ``hf_facerec``."""
+    if isinstance(image, np.ndarray):
+        if input_data_format not in (None, "channels_last") or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
+            return None
+    elif not isinstance(image, Image.Image):
+        return None
+    try:
+        from hf_facerec.data.images import to_rgb_array
+    except ImportError:  # remote code where the package is not installed
+        return None
+    return to_rgb_array(image)
+
+
+def check_processor_settings(size, image_mean, image_std) -> None:
+    """ValueError naming the key and value for a side outside (0, MAX_IMAGE_SIDE] or a mean / std that is not finite
+    (std > 0): checked when a processor is built or loaded, and per call, before any buffer is allocated."""
+    for key in _SIDES:
+        value = getattr(size, key, None) if not isinstance(size, dict) else size.get(key)
+        if value is not None:
+            check_image_side(value, f"size[{key!r}]")
+    for key, values, low in (("image_mean", image_mean, -math.inf), ("image_std", image_std, 0.0)):
+        values = [values] if isinstance(values, numbers.Real) else list(values or [])
+        if not all(isinstance(v, numbers.Real) and math.isfinite(v) and v > low for v in values):
+            need = "finite numbers > 0" if low == 0.0 else "finite numbers"
+            raise ValueError(f"{key} must be {need}, got {values!r}")
 
 
 class FaceRecImageProcessorKwargs(ImagesKwargs, total=False):
@@ -50,6 +87,19 @@ class FaceRecImageProcessor(PilBackend):
     do_convert_rgb = True
     flip_tta = False
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        check_processor_settings(self.size, self.image_mean, self.image_std)
+
+    def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs) -> np.ndarray:
+        """One input -> a channels-first array; PIL images and channels-last arrays go through ``load_rgb``'s
+        conversions (an RGB uint8 array costs nothing), anything else through transformers'."""
+        rgb = _channels_last_rgb(image, input_data_format) if do_convert_rgb else None
+        if rgb is None:
+            return super().process_image(image, do_convert_rgb=do_convert_rgb, input_data_format=input_data_format,
+                                         **kwargs)
+        return np.moveaxis(rgb, -1, 0)
+
     def _preprocess(
         self,
         images: list[np.ndarray],
@@ -65,6 +115,7 @@ class FaceRecImageProcessor(PilBackend):
         flip_tta: bool = False,
         **kwargs,
     ) -> BatchFeature:
+        check_processor_settings(size, image_mean if do_normalize else None, image_std if do_normalize else None)
         # Images arrive channels-first (C, H, W). Resize only those that need it, then rescale and normalise the
         # whole stacked batch in one affine pass instead of image by image.
         if do_resize:
@@ -110,4 +161,4 @@ class FaceRecImageProcessor(PilBackend):
                 return
 
 
-__all__ = ["FaceRecImageProcessor", "FACE_MEAN", "FACE_STD"]
+__all__ = ["FaceRecImageProcessor", "FACE_MEAN", "FACE_STD", "check_processor_settings"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_facerec.data.images import InvalidImageError, load_rgb
+from hf_facerec.data.images import InvalidImageError, load_rgb, to_rgb_array
 
 
 def _save(image: Image.Image, path, **kwargs):
@@ -81,8 +81,50 @@ def test_float_images_clipped(tmp_path):
     pil_float = Image.fromarray(np.array([[-5.0, 100.4, 300.0]], dtype=np.float32))
     assert pil_float.mode == "F"
     np.testing.assert_array_equal(np.asarray(load_rgb(pil_float))[0, :, 0], [0, 100, 255])
-    # numpy floats follow the [0, 1] convention
-    np.testing.assert_array_equal(np.asarray(load_rgb(np.array([[-1.0, 0.5, 2.0]])))[0, :, 0], [0, 128, 255])
+    # numpy floats follow the [0, 1] convention; half an 8-bit step of rounding slack is clipped
+    np.testing.assert_array_equal(np.asarray(load_rgb(np.array([[-0.001, 0.5, 1.001]])))[0, :, 0], [0, 128, 255])
+    nan_tiff = Image.fromarray(np.array([[1.0, np.nan]], dtype=np.float32))
+    with pytest.raises(InvalidImageError, match="n.tif: float image with NaN"):
+        load_rgb(_save(nan_tiff, tmp_path / "n.tif"))
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.array([[0.2, np.nan]], np.float32), "NaN or infinite"),
+        (np.array([[0.2, np.inf]], np.float64), "NaN or infinite"),
+        (np.array([[0.0, 255.0]], np.float32), r"must lie in \[0, 1\], got 0..255"),  # 0-255 floats: not clipped white
+        (np.array([[-0.5, 0.5]], np.float32), r"got -0.5..0.5"),
+        (np.array([[-1, 20]], np.int16), "int16 pixels must lie in 0-255, got -1..20"),
+        (np.array([[0, 300]], np.int64), "int64 pixels must lie in 0-255, got 0..300"),
+        (np.array([[1 + 1j]]), "unsupported image array dtype complex128"),
+    ],
+)
+def test_bad_array_values_are_refused_not_clipped(array, message):
+    with pytest.raises(InvalidImageError, match=message):
+        load_rgb(array)
+    with pytest.raises(InvalidImageError, match="images\\[2\\]"):
+        load_rgb(array, name="images[2]")
+
+
+def test_every_array_dtype_gives_the_uint8_pixels():
+    face = np.random.default_rng(3).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    for array in (face.astype(np.float32) / 255, face.astype(np.float64) / 255, face.astype(np.uint16) * 257,
+                  face.astype(np.int64), face.astype(np.int32)):
+        np.testing.assert_array_equal(np.asarray(load_rgb(array)), face, err_msg=str(array.dtype))
+        np.testing.assert_array_equal(to_rgb_array(array), face, err_msg=str(array.dtype))
+
+
+def test_to_rgb_array_fast_paths_and_conversions(tmp_path):
+    face = np.random.default_rng(4).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    assert to_rgb_array(face) is face  # the training hot path: no copy
+    pil = Image.fromarray(face)
+    out = to_rgb_array(pil)
+    np.testing.assert_array_equal(out, face)
+    assert not np.shares_memory(out, np.asarray(pil))
+    rgba = np.zeros((1, 1, 4), np.uint8)  # transparent black
+    np.testing.assert_array_equal(to_rgb_array(rgba), [[[255, 255, 255]]])
+    np.testing.assert_array_equal(to_rgb_array(_save(Image.fromarray(face), tmp_path / "f.png")), face)
 
 
 def test_exif_orientation_applied(tmp_path):
@@ -139,9 +181,9 @@ def test_bad_inputs(tmp_path):
         load_rgb(tmp_path / "missing.png")
     with pytest.raises(TypeError):
         load_rgb(12345)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(InvalidImageError, match="shape"):
         load_rgb(np.zeros((4, 4, 2), dtype=np.uint8))
-    with pytest.raises(ValueError, match="dtype"):
-        load_rgb(np.zeros((4, 4), dtype=np.int64))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(InvalidImageError, match="dtype"):
+        load_rgb(np.zeros((4, 4), dtype=object))
+    with pytest.raises(InvalidImageError, match="empty"):
         load_rgb(np.zeros((0, 4, 3), dtype=np.uint8))

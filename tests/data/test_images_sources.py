@@ -49,3 +49,38 @@ def test_urls_are_downloaded_and_failures_name_the_url(png):
             load_rgb(f"{url}/nope.png")
     finally:
         server.shutdown()
+
+
+def test_huge_base64_is_refused_before_decoding(monkeypatch):
+    from hf_facerec.data import images
+
+    monkeypatch.setattr(images, "MAX_URL_BYTES", 3000)
+    monkeypatch.setattr(images, "MAX_BASE64_CHARS", 4100)
+    decoded = []
+    real = images.base64.b64decode
+    monkeypatch.setattr(images.base64, "b64decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    huge = "data:image/png;base64," + "A" * 5000  # a 5 KB string standing for an 80 MB request body
+    with pytest.raises(InvalidImageError, match="string of 5,022 characters .* more than 3,000 bytes"):
+        load_rgb(huge)
+    with pytest.raises(InvalidImageError, match="refusing to decode"):
+        load_rgb("A" * 5000)  # bare base64 too
+    assert decoded == []  # refused on the length: the decoded copy was never allocated
+
+
+def test_max_pixels_applies_to_base64_and_urls(png, tmp_path):
+    big = io.BytesIO()
+    Image.new("L", (3000, 2000)).save(big, format="PNG")  # 6 MP, a few KB encoded
+    (png[2] / "big.png").write_bytes(big.getvalue())
+    encoded = base64.b64encode(big.getvalue()).decode()
+    for source in (encoded, "data:image/png;base64," + encoded):
+        with pytest.raises(InvalidImageError, match="6,000,000 pixels exceeds max_pixels=5,000,000"):
+            load_rgb(source, max_pixels=5_000_000)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(png[2]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/big.png"
+        with pytest.raises(InvalidImageError, match=f"{url}: image of 3000x2000"):
+            load_rgb(url, max_pixels=5_000_000)
+    finally:
+        server.shutdown()

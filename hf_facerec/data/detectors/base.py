@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..images import ImageSource, load_rgb
+from ..images import ImageSource, to_rgb_array
 
 #: Names of the five landmarks, in the order of ``Detection.landmarks``.
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
@@ -100,9 +100,7 @@ def _as_rgb_array(image: ImageSource) -> np.ndarray:
     PIL images go through ``load_rgb`` too, so their EXIF orientation is applied exactly as the
     aligner applies it and landmark coordinates match the image that gets warped.
     """
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-        return np.ascontiguousarray(image)
-    return np.asarray(load_rgb(image))
+    return np.ascontiguousarray(to_rgb_array(image))
 
 
 # name -> "module:Class" inside this package, imported only when asked so that each backend's optional dependency
