@@ -23,8 +23,7 @@ from pathlib import Path
 
 from hf_facerec._files import atomic_write, check_output_dir
 
-from .folders import IMAGE_EXTENSIONS
-from .listing import NOT_AN_IMAGE, list_folder_images
+from .listing import IMAGE_EXTENSIONS, NOT_AN_IMAGE, list_folder_images
 
 #: Suffixes replaced by the output's (any other is kept and the output's appended); images are found by content.
 IMAGE_SUFFIXES = frozenset(IMAGE_EXTENSIONS)

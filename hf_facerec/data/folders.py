@@ -27,6 +27,7 @@ import numpy as np
 
 import datasets
 
+from .listing import IMAGE_EXTENSIONS
 from .listing import check_images as _check_images
 from .listing import _list_images, list_folder_images
 
@@ -44,9 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Suffixes known as images: used to name outputs (``align`` replaces them), not to find images (content does).
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".webp", ".tif", ".tiff")  # fmt: skip
 _WARN_MAX_FILES = 20  # files named in the skip warning; the rest are counted
 
 

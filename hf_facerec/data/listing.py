@@ -24,7 +24,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-__all__ = ["FolderListing", "check_images", "image_format", "list_folder_images"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderListing", "check_images", "image_format", "list_folder_images"]
+
+#: Suffixes known as images: used to name outputs (``align`` replaces them), not to find images (content does).
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".webp", ".tif", ".tiff")  # fmt: skip
 
 # (offset, magic bytes, format): the formats load_rgb decodes that carry a fixed signature.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
