@@ -108,3 +108,22 @@ def test_deeply_nested_results_json_is_a_clear_message():
     with pytest.raises(SpaceInputError, match=message):  # parses, but is still refused: copies downstream recurse
         dash.parse_results(shallow_enough_for_json)
     assert dash._depth({"a": [1, {"b": []}]}, 32) == 4 and dash._depth(7, 32) == 0
+
+
+def test_launch_keeps_the_request_limit_when_callers_add_app_kwargs(monkeypatch):
+    from hf_facerec import FaceEmbedder
+    from hf_facerec.demo import FaceRecDemo, build_untrained_model
+    from hf_facerec.demo.request_limits import RequestSizeLimit
+    from tests.space import KnownFacesDetector, load_space_module
+
+    module = load_space_module("app")
+    seen = {}
+    monkeypatch.setattr(module.gr.Blocks, "launch", lambda self, **kwargs: seen.update(kwargs))
+    extra = object()
+    module.launch(FaceRecDemo(FaceEmbedder(build_untrained_model()), KnownFacesDetector(), []),
+                  app_kwargs={"middleware": [extra], "docs_url": None}, show_error=False)
+    limit, added = seen["app_kwargs"]["middleware"]
+    assert limit.cls is RequestSizeLimit and added is extra and seen["app_kwargs"]["docs_url"] is None
+    assert limit.kwargs == {"max_body_size": 20 * 2**20, "upload_body_size": 200 * 2**20}
+    assert seen["max_file_size"] == 20 * 2**20 and seen["show_error"] is False
+    assert module.LAUNCH_KWARGS["app_kwargs"]["middleware"] == [limit]  # the module default is not mutated
