@@ -131,6 +131,30 @@ def main(argv=None) -> int:
     return 1 if failures else 0
 
 
+def _oversized_request(url: str, check, megabytes: int = 150) -> None:
+    """A 150 MB data: URL streamed in a JSON body (no Content-Length) -> 413 at the 20 MB request limit, memory flat."""
+    import httpx
+
+    def rss_mb() -> int:
+        with open("/proc/self/status") as status:  # the server runs in this process
+            return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) // 1024
+
+    def body():
+        yield b'{"data": ["data:image/png;base64,'
+        chunk = b"A" * 2**20
+        for _ in range(megabytes):
+            yield chunk
+        yield b'"]}'
+
+    before, began = rss_mb(), time.perf_counter()
+    response = httpx.post(url + "gradio_api/call/verify", content=body(), headers={"content-type": "application/json"},
+                          timeout=60)
+    grown = rss_mb() - before
+    check(response.status_code == 413 and grown < 100,
+          f"{megabytes} MB streamed JSON request -> {response.status_code} in {time.perf_counter() - began:.1f} s, "
+          f"server memory +{grown} MB")
+
+
 def _drive(url: str, samples: Path | None, demo, check, custom: str) -> None:
     """The gradio_client checks: friendly errors always; same/different pairs and identification with samples."""
     from gradio_client import Client, handle_file
@@ -142,6 +166,7 @@ def _drive(url: str, samples: Path | None, demo, check, custom: str) -> None:
         text = client.predict(handle_file(str(bogus)), handle_file(str(bogus)), custom, 0.3, 0, 0,
                               api_name="/verify")[-1]
         check("not an image" in text, f"non-image upload -> friendly message ({text[:60]!r})")
+    _oversized_request(url, check)
     if samples is None:
         print("skip  sample-photo checks: no ../shared/data/samples")
         return

@@ -21,6 +21,8 @@ from hf_facerec.evaluation import plot_group_bars
 from hf_facerec.demo.operating_points import UNCALIBRATED_THRESHOLD, SpaceInputError, far_flag, verification_reports
 
 MAX_RESULTS_BYTES = 20 * 2**20
+#: Nesting levels allowed in a results JSON (real ones have about 6).
+MAX_RESULTS_DEPTH = 32
 _LEGEND = ("STD: spread of per-group accuracy; SER: worst / best error; FDR: 1 = fair (de Freitas Pereira & Marcel "
            "2022); GARBE: 0 = fair (Howard et al. 2022); `n/a` = undefined (e.g. a zero rate in a ratio).")
 
@@ -35,14 +37,36 @@ def bias_reports(results: Mapping) -> dict[str, dict]:
     return reports
 
 
+def _depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), walked with a stack (no recursion); stops past ``limit``."""
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_results(data: bytes) -> dict:
-    """A results JSON upload -> dict. Raises SpaceInputError for non-JSON, oversized or report-less files."""
+    """A results JSON upload -> dict.
+
+    Raises:
+        SpaceInputError: non-JSON, over :data:`MAX_RESULTS_BYTES`, nested deeper than :data:`MAX_RESULTS_DEPTH`
+            (real results files are about 6 levels deep), or without a bias report.
+    """
     if len(data) > MAX_RESULTS_BYTES:
         raise SpaceInputError(f"The results file is larger than {MAX_RESULTS_BYTES // 2**20} MB.")
+    too_deep = SpaceInputError(f"The results file is nested more than {MAX_RESULTS_DEPTH} levels deep; that is not "
+                               "a results file (from `hf-facerec evaluate` or `quickstart`).")
     try:
         results = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SpaceInputError("That file is not a JSON results file (from `hf-facerec evaluate` or `quickstart`).") from err
+    except RecursionError as err:  # json's parser recurses once per level: thousands of "[" exhaust the stack
+        raise too_deep from err
+    if _depth(results, MAX_RESULTS_DEPTH) > MAX_RESULTS_DEPTH:  # deep but parsed: would still break copies downstream
+        raise too_deep
     if not isinstance(results, Mapping) or not bias_reports(results):
         raise SpaceInputError("No bias report in that results JSON: run the evaluation with groups (e.g. --group-file).")
     return dict(results)

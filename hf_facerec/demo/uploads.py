@@ -3,18 +3,25 @@ uploads:
 loose images (identity from the file name) or a zip with one folder per person.
 
 Nothing is ever extracted to disk: zip members are read into memory after the archive's central directory has been
-checked for path traversal (absolute names, ``..``), too many members, and decompression bombs (declared sizes and
-compression ratios), and each read is capped so a member lying about its size cannot exceed the budget either.
+checked for path traversal (absolute names, ``..``), too many members, encryption, and decompression bombs (declared
+sizes and compression ratios), and each read is capped so a member lying about its size cannot exceed the budget
+either; a member whose data does not match its header (size, checksum) refuses the zip with the member's name.
+
+Every input kind has the same byte limit, :data:`MAX_UPLOAD_BYTES`: uploaded files (gradio's ``max_file_size`` and
+:func:`read_upload`) and ``data:`` URLs sent inline in a request (sized before they are decoded).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
+import lzma
 import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -26,7 +33,8 @@ MAX_ZIP_BYTES = 200 * 2**20
 MAX_ZIP_RATIO = 100
 #: Images in one gallery (loose files or zip members).
 MAX_GALLERY_IMAGES = 200
-MAX_UPLOAD_BYTES = 50 * 2**20
+#: Bytes of one uploaded file or inline ``data:`` URL (decoded): the Space's 20 MB limit, for every input kind.
+MAX_UPLOAD_BYTES = 20 * 2**20
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm"}
 _KEPT: set[Path] = set()
 
@@ -48,16 +56,20 @@ def read_upload(payload, what: str = "the file", max_bytes: int = MAX_UPLOAD_BYT
     Args:
         payload: a path, a gradio ``FileData`` dict (``{"path", "orig_name", "url", ...}``, what handlers get with
             ``preprocess=False``) or a ``data:`` URL.
+        max_bytes: the most bytes accepted, for a file and for a ``data:`` URL alike (checked before decoding).
+
+    Raises:
+        SpaceInputError: nothing given, a file or data URL over ``max_bytes``, garbled base64, or an unreadable file.
     """
     name = None
     if isinstance(payload, Mapping):
         url = payload.get("url") or ""
         name = payload.get("orig_name")
         if payload.get("path") is None and url.startswith("data:"):
-            return name or "upload", _decode_data_url(url, what)
+            return name or "upload", _decode_data_url(url, what, max_bytes)
         payload = payload.get("path")
     elif isinstance(payload, str) and payload.startswith("data:"):
-        return "upload", _decode_data_url(payload, what)
+        return "upload", _decode_data_url(payload, what, max_bytes)
     if not payload:
         raise SpaceInputError(f"Please add {what}.")
     path = Path(payload)
@@ -82,10 +94,16 @@ def delete_uploads(*payloads) -> None:
             _delete_upload(Path(payload))
 
 
-def _decode_data_url(url: str, what: str) -> bytes:
+def _decode_data_url(url: str, what: str, max_bytes: int) -> bytes:
+    """The bytes of a base64 ``data:`` URL, refused by its length BEFORE decoding when it could exceed ``max_bytes``."""
+    header, comma, text = url.partition(",")
+    if (len(text) * 3) // 4 > max_bytes:  # 4 base64 characters carry 3 bytes: an upper bound, no allocation
+        raise SpaceInputError(f"{what.capitalize()} is larger than {max_bytes // 2**20} MB.")
     try:
-        return base64.b64decode(url.split(",", 1)[1], validate=False)
-    except (IndexError, ValueError) as err:
+        if not comma or not header.endswith(";base64"):
+            raise ValueError("not a base64 data URL")
+        return base64.b64decode("".join(text.split()), validate=True)  # as hf_facerec.data.images reads data URIs
+    except (binascii.Error, ValueError) as err:
         raise SpaceInputError(f"{what.capitalize()} arrived garbled; please upload it again.") from err
 
 
@@ -117,6 +135,23 @@ def _safe_member_name(name: str) -> PurePosixPath | None:
     return path
 
 
+#: What reading a damaged member raises: a CRC or header mismatch, corrupt deflate / bzip2 / LZMA data, a truncated
+#: stream, or a compression method zipfile does not implement.
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError, NotImplementedError)
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, size: int) -> bytes:
+    """At most ``size`` bytes of a member; SpaceInputError naming it when it is encrypted or damaged."""
+    if member.flag_bits & 0x1:  # zipfile would raise a bare RuntimeError asking for a password
+        raise SpaceInputError(f"The zip member {member.filename} is password-protected; upload a zip without a password.")
+    try:
+        with archive.open(member) as stream:
+            return stream.read(size)
+    except _MEMBER_ERRORS as err:
+        raise SpaceInputError(f"The zip member {member.filename} is damaged (its data does not match its recorded size "
+                              "and checksum, or does not decompress); refused.") from err
+
+
 def read_gallery_zip(data: bytes) -> tuple[list[tuple[str, bytes]], list[str]]:
     """``([(identity, image bytes)], [skipped member messages])`` of a zip whose folders are the identities.
 
@@ -124,11 +159,12 @@ def read_gallery_zip(data: bytes) -> tuple[list[tuple[str, bytes]], list[str]]:
     suffixes are skipped quietly; traversal names are skipped and reported.
 
     Raises:
-        SpaceInputError: not a zip, too many members, a possible zip bomb, or no image at all.
+        SpaceInputError: not a zip, too many members, a possible zip bomb, an encrypted or damaged image member (named),
+            or no image at all.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise SpaceInputError("The gallery file is not a valid zip archive.") from err
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -149,8 +185,7 @@ def read_gallery_zip(data: bytes) -> tuple[list[tuple[str, bytes]], list[str]]:
             if len(items) == MAX_GALLERY_IMAGES:
                 skipped.append(f"images after the first {MAX_GALLERY_IMAGES}")
                 break
-            with archive.open(member) as stream:
-                content = stream.read(min(member.file_size, budget) + 1)  # +1: detect a member lying about its size
+            content = _read_member(archive, member, min(member.file_size, budget) + 1)  # +1: a member lying about its size
             if len(content) > member.file_size or len(content) > budget:
                 raise SpaceInputError("A zip member is larger than declared (a possible zip bomb); refused.")
             budget -= len(content)

@@ -21,12 +21,19 @@ import gradio as gr
 from hf_facerec.demo import UNCALIBRATED_THRESHOLD, FaceIndexError, FaceRecDemo, SpaceInputError, load_demo
 from hf_facerec.demo import dashboard as dash
 from hf_facerec.demo.examples import write_examples
-from hf_facerec.demo.uploads import delete_uploads, gallery_items, keep_uploads, read_upload
+from hf_facerec.demo.request_limits import request_limit_middleware
+from hf_facerec.demo.uploads import MAX_UPLOAD_BYTES, MAX_ZIP_BYTES, delete_uploads, gallery_items, keep_uploads, read_upload
 
-#: Upload limit per file, enforced by gradio before our code runs.
-MAX_FILE_SIZE = "20mb"
-#: How the Space launches: the upload limit, and the message of an unexpected error shown (not a bare "Error").
-LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "show_error": True}
+#: Upload limit per file (20 MB), enforced by gradio before our code runs; read_upload holds data: URLs to it too.
+MAX_FILE_SIZE = MAX_UPLOAD_BYTES
+#: Request-body limits (413 beyond, before the body is read): a JSON request, inline data: URLs and all, may not
+#: exceed one file's limit; one upload request (every file of a multi-file gallery) the gallery's zip budget.
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES
+MAX_UPLOAD_REQUEST_BYTES = MAX_ZIP_BYTES
+#: How the Space launches: the upload and request limits, and the message of an unexpected error shown (not a bare
+#: "Error").
+LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "show_error": True,
+                 "app_kwargs": {"middleware": [request_limit_middleware(MAX_REQUEST_BYTES, MAX_UPLOAD_REQUEST_BYTES)]}}
 CUSTOM = "Custom threshold (slider; uncalibrated)"
 #: Derived images (annotated photos, crops, charts) live in gradio's cache for the browser to fetch: swept every
 #: 5 minutes, removing files older than 10 minutes. Uploads themselves are deleted when each request ends.
@@ -209,9 +216,12 @@ def build_app(demo: FaceRecDemo, examples: tuple[str, str] | None = None, tab: s
 
 
 def launch(demo: FaceRecDemo | None = None, **kwargs) -> gr.Blocks:
-    """Build and launch the app with :data:`LAUNCH_KWARGS`; ``kwargs`` (added or overriding) go to ``Blocks.launch``."""
+    """Build and launch the app with :data:`LAUNCH_KWARGS`; ``kwargs`` (added or overriding) go to ``Blocks.launch``.
+    Middleware in ``kwargs["app_kwargs"]`` is added to, never replaces, the request limit."""
     app = build_app(demo or load_demo())
-    app.launch(**{**LAUNCH_KWARGS, **kwargs})
+    extra = dict(kwargs.pop("app_kwargs", None) or {})
+    extra["middleware"] = [*LAUNCH_KWARGS["app_kwargs"]["middleware"], *extra.get("middleware", ())]
+    app.launch(**{**LAUNCH_KWARGS, **kwargs, "app_kwargs": {**LAUNCH_KWARGS["app_kwargs"], **extra}})
     return app
 
 

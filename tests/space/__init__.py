@@ -74,3 +74,46 @@ def load_space_module(name: str):
         sys.modules["facerec_demo_app"] = module
         spec.loader.exec_module(module)
     return sys.modules["facerec_demo_app"]
+
+
+# ---- hostile inputs (generated at run time; nothing binary is committed) ----------------------------
+
+
+def _patch_headers(data: bytes, local_offset: int, central_offset: int, fmt: str, value: int) -> bytes:
+    """Overwrite one field in every local (``PK\\x03\\x04``) and central (``PK\\x01\\x02``) header of a zip."""
+    import struct
+
+    out = bytearray(data)
+    for signature, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        start = out.find(signature)
+        while start != -1:
+            struct.pack_into(fmt, out, start + offset, value)
+            start = out.find(signature, start + 4)
+    return bytes(out)
+
+
+def lying_size_zip(name: str = "alice/1.png", content: bytes = b"\x89PNG" + bytes(range(256)) * 40) -> bytes:
+    """A deflated one-member zip whose headers declare half the member's real size (reading it: ``Bad CRC-32``)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, content)
+    return _patch_headers(buffer.getvalue(), 22, 24, "<I", len(content) // 2)  # the uncompressed-size fields
+
+
+def encrypted_zip(name: str = "alice/1.png", content: bytes = b"\x89PNG" + bytes(64)) -> bytes:
+    """A one-member zip flagged as encrypted (general-purpose bit 0, as ``zip -e`` sets it)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(name, content)
+    return _patch_headers(buffer.getvalue(), 6, 8, "<H", 0x1)  # the flag fields
+
+
+def deep_json(levels: int = 100_000) -> bytes:
+    """``[[[...]]]`` nested ``levels`` deep (100,000 levels: a 200 KB file that makes ``json.loads`` recurse out)."""
+    return b"[" * levels + b"]" * levels

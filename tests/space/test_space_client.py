@@ -6,6 +6,7 @@ working directory, no FACEREC_MODEL); faces come from :class:`tests.space.KnownF
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
@@ -17,7 +18,15 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from hf_facerec.demo import build_untrained_model, load_demo
-from tests.space import KnownFacesDetector, load_space_module, register_examples, synthetic_photo
+from tests.space import (
+    KnownFacesDetector,
+    deep_json,
+    encrypted_zip,
+    load_space_module,
+    lying_size_zip,
+    register_examples,
+    synthetic_photo,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +100,67 @@ def test_upload_size_limit_is_enforced_by_client_and_server(space):
         _verify(space, big, big)
     response = httpx.post(space.app.local_url + "gradio_api/upload", files={"files": ("big.jpg", big.read_bytes())})
     assert response.status_code == 413  # and the server refuses it from any client
+
+
+def _call(space, api_name: str, data: list) -> str:
+    """POST a raw JSON call (what any HTTP client can send, data: URLs included); the SSE answer's text."""
+    import httpx
+
+    response = httpx.post(f"{space.app.local_url}gradio_api/call/{api_name}", json={"data": data}, timeout=60)
+    response.raise_for_status()
+    url = f"{space.app.local_url}gradio_api/call/{api_name}/{response.json()['event_id']}"
+    with httpx.stream("GET", url, timeout=120) as stream:
+        return "".join(stream.iter_text())
+
+
+def test_request_body_limit_on_every_route(space):
+    """An 80 MB JSON body with a 60 MB data: URL photo used to be read whole; now every route stops at 20 MB."""
+    import httpx
+
+    limit = space.module.MAX_REQUEST_BYTES
+    assert limit == 20 * 2**20 and space.module.MAX_UPLOAD_REQUEST_BYTES == 200 * 2**20
+    photo = "data:image/png;base64," + "A" * (limit + 1)
+    body = json.dumps({"data": [photo, photo, space.module.CUSTOM, 0.3, 0, 0]}).encode()
+    json_type = {"content-type": "application/json"}
+    for route in ("gradio_api/call/verify", "gradio_api/queue/join", "gradio_api/run/predict", "no/such/route"):
+        response = httpx.post(space.app.local_url + route, content=body, headers=json_type, timeout=60)
+        assert response.status_code == 413, (route, response.status_code)  # refused on Content-Length, unread
+
+    def chunked():  # no Content-Length: the bytes are counted as they stream in
+        for start in range(0, len(body), 2**20):
+            yield body[start:start + 2**20]
+
+    response = httpx.post(space.app.local_url + "gradio_api/call/verify", content=chunked(), headers=json_type, timeout=60)
+    assert response.status_code == 413 and response.json() == {"detail": "Content Too Large"}
+    # one upload request carries every file of a multi-file gallery: over the JSON limit, within its own
+    files = [("files", (f"person{i}_1.png", bytes(11 * 2**20))) for i in range(2)]
+    assert httpx.post(space.app.local_url + "gradio_api/upload", files=files, timeout=60).status_code == 200
+
+
+def test_data_url_photos_get_the_space_limits(space):
+    from PIL import Image
+
+    synthetic_photo(space.detector, [(3, 0, 112)], space.files / "inline.png")
+    inline = {"path": None, "url": "data:image/png;base64," + base64.b64encode((space.files / "inline.png").read_bytes()).decode(),
+              "orig_name": "inline.png", "meta": {"_type": "gradio.FileData"}}
+    assert "**Same person**: similarity 1.000" in _call(space, "verify", [inline, inline, space.module.CUSTOM, 0.3, 0, 0])
+    big = io.BytesIO()
+    Image.new("RGB", (6000, 5000), (90, 90, 90)).save(big, "PNG")  # 30 MP in a few KB
+    huge = {**inline, "url": "data:image/png;base64," + base64.b64encode(big.getvalue()).decode()}
+    text = _call(space, "verify", [huge, inline, space.module.CUSTOM, 0.3, 0, 0])
+    assert "The first photo is too large: at most 25 megapixels, please." in text, text
+
+
+def test_lying_and_encrypted_zips_and_deep_json_are_friendly_messages(space):
+    (space.files / "lying.zip").write_bytes(lying_size_zip("alice/1.png"))
+    (space.files / "locked.zip").write_bytes(encrypted_zip("bob/1.png"))
+    (space.files / "deep.json").write_bytes(deep_json())
+    lying = space.client.predict([handle_file(str(space.files / "lying.zip"))], api_name="/build_gallery")
+    assert lying.startswith("⚠️ The zip member alice/1.png is damaged"), lying
+    locked = space.client.predict([handle_file(str(space.files / "locked.zip"))], api_name="/build_gallery")
+    assert locked.startswith("⚠️ The zip member bob/1.png is password-protected"), locked
+    deep = space.client.predict(handle_file(str(space.files / "deep.json")), api_name="/load_results")[-1]
+    assert deep.startswith("⚠️ The results file is nested more than 32 levels deep"), deep
 
 
 def test_gallery_from_images_and_zip_then_identify(space):
