@@ -34,7 +34,8 @@ def _pickles(w, sentinel: Path) -> None:
     touch = b"open('" + s + b"','w').close()"
     import pickle
 
-    valid = pickle.dumps(([_jpeg(i) for i in range(4)], [True, False]), protocol=2)
+    valid = pickle.dumps(([_jpeg(i % 4) for i in range(20)], [i % 2 == 0 for i in range(10)]), protocol=2)  # 10 pairs
+    ten_true = b"(" + b"I01\n" * 10 + b"l"  # [True] * 10: the issame list of 10 pairs
     bins = {
         # name: (bytes, expect, note)
         "ok.bin": (valid, "ok", "a valid 2-pair .bin"),
@@ -49,12 +50,12 @@ def _pickles(w, sentinel: Path) -> None:
         "object_dtype.bin": (b"cnumpy\ndtype\n(S'O'\ntR.", "refuse", "numpy object dtype"),
         "matrix_subtype.bin": (b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nmatrix\n(I0\ntS'b'\ntR.", "refuse",
                                "ndarray reconstruction of a subclass"),
-        "bytes_alloc.bin": (b"((cbuiltins\nbytes\n(I300000000\ntRp0\ng0\nl(I01\nlt.", "refuse",
+        "bytes_alloc.bin": (b"((cbuiltins\nbytes\n(I300000000\ntRp0\n" + b"g0\n" * 19 + b"l" + ten_true + b"t.", "refuse",
                             "93 bytes asking bytes(3e8) through an allowed global"),
-        "bytearray_alloc.bin": (b"((cbuiltins\nbytearray\n(I20000000000\ntRp0\ng0\nl(I01\nlt.", "refuse",
+        "bytearray_alloc.bin": (b"((cbuiltins\nbytearray\n(I20000000000\ntRp0\n" + b"g0\n" * 19 + b"l" + ten_true + b"t.", "refuse",
                                 "bytearray(2e10) through an allowed global"),
-        "ndarray_uninit.bin": (b"(cnumpy\nndarray\n((I4\nI4096\ntcnumpy\ndtype\n(S'u1'\ntRtR(I01\nI01\nlt.", "refuse",
-                               "np.ndarray((4, 4096), u1): uninitialised heap memory as images"),
+        "ndarray_uninit.bin": (b"(cnumpy\nndarray\n((I20\nI4096\ntcnumpy\ndtype\n(S'u1'\ntRtR" + ten_true + b"t.", "refuse",
+                               "np.ndarray((20, 4096), u1): uninitialised heap memory as images"),
         "truncated.bin": (valid[: len(valid) // 2], "refuse", "a valid .bin cut in half"),
         "empty.bin": (b"", "refuse", "0 bytes"),
         "count_mismatch.bin": (pickle.dumps(([_jpeg(0)] * 3, [True, False]), protocol=2), "refuse", "3 images, 2 pairs"),
@@ -63,7 +64,7 @@ def _pickles(w, sentinel: Path) -> None:
     }
     for name, (data, expect, note) in bins.items():
         path = w.file(f"bins/{name}", data)
-        w.add(f"bin:{name}", "bin", path, expect, note, pairs=2 if expect == "ok" else None)
+        w.add(f"bin:{name}", "bin", path, expect, note, pairs=10 if expect == "ok" else None)
 
 
 # ---- RecordIO -------------------------------------------------------------------------------------------
@@ -146,10 +147,10 @@ def _pair_lists(w) -> None:
         path = w.file(f"pairs/{name}/pairs.csv", data)
         w.add(f"pairs:{name}", "pairs_csv", path, expect, note, **oracle)
 
-    body = "img1.jpg,img2.jpg,1\nimg3.jpg,img4.jpg,0\nimg1.jpg,img3.jpg,0\nimg2.jpg,img1.jpg,1\n"
-    csv_case("csv_ok", ("path1,path2,label\n" + body).encode(), "ok", "4 pairs", pairs=4, folds=[0, 0, 0, 0])
-    csv_case("csv_bom", ("\ufeffpath1,path2,label\n" + body).encode("utf-8"), "ok", "UTF-8 BOM (Excel)", pairs=4)
-    csv_case("csv_crlf", ("path1,path2,label\n" + body).replace("\n", "\r\n").encode(), "ok", "CRLF lines", pairs=4)
+    body = "img1.jpg,img2.jpg,1\nimg3.jpg,img4.jpg,0\nimg1.jpg,img3.jpg,0\nimg2.jpg,img1.jpg,1\n" * 5  # 20: 10 folds
+    csv_case("csv_ok", ("path1,path2,label\n" + body).encode(), "ok", "20 pairs", pairs=20, folds=[0] * 20)
+    csv_case("csv_bom", ("\ufeffpath1,path2,label\n" + body).encode("utf-8"), "ok", "UTF-8 BOM (Excel)", pairs=20)
+    csv_case("csv_crlf", ("path1,path2,label\n" + body).replace("\n", "\r\n").encode(), "ok", "CRLF lines", pairs=20)
     csv_case("csv_fold_huge", b"path1,path2,label,fold\nimg1.jpg,img2.jpg,1,99999999999\nimg3.jpg,img4.jpg,0,0\n",
              "either", "fold 99999999999 (wraps in int32)", pairs=2, folds=[99999999999, 0])
     csv_case("csv_dup_column", b"path1,path2,label,path1\nimg1.jpg,img2.jpg,1,img3.jpg\nimg3.jpg,img4.jpg,0,img1.jpg\n",
@@ -193,7 +194,7 @@ def _models(w) -> Path:
     FaceRecImageProcessor(size={"height": SIDE, "width": SIDE}).save_pretrained(ok)
     w.add("model:ok", "model", ok, "ok", "the probe's tiny ViT FaceRec model")
 
-    def variant(name: str, expect: str, note: str, edit=None, json_edits: dict | None = None) -> None:
+    def variant(name: str, expect: str, note: str, edit=None, json_edits: dict | None = None, **oracle) -> None:
         folder = w.root / "models" / name
         shutil.copytree(ok, folder)
         for filename, changes in (json_edits or {}).items():
@@ -202,22 +203,22 @@ def _models(w) -> Path:
             (folder / filename).write_text(json.dumps(data))
         if edit is not None:
             edit(folder)
-        w.add(f"model:{name}", "model", folder, expect, note)
+        w.add(f"model:{name}", "model", folder, expect, note, **oracle)
 
     variant("image_size_huge", "refuse", "config image_size 10**6", json_edits={"config.json": {"image_size": 10**6}})
     variant("preprocessor_size_huge", "refuse", "preprocessor size 1e5",
-            json_edits={"preprocessor_config.json": {"size": {"height": 100000, "width": 100000}}})
+            json_edits={"preprocessor_config.json": {"size": {"height": 100000, "width": 100000}}}, processor_only=True)
     variant("nan_thresholds", "refuse", "verification_thresholds {'1e-03': 'NaN'}",
             json_edits={"config.json": {"verification_thresholds": {"1e-03": "NaN"}, "threshold_pair_set": "x"}})
     variant("image_std_zero", "refuse", "preprocessor image_std 0 (inf pixels)",
-            json_edits={"preprocessor_config.json": {"image_std": [0.0, 0.0, 0.0]}})
+            json_edits={"preprocessor_config.json": {"image_std": [0.0, 0.0, 0.0]}}, processor_only=True)
     variant("missing_weights", "refuse", "no model.safetensors", edit=lambda f: (f / "model.safetensors").unlink())
     variant("truncated_weights", "refuse", "model.safetensors cut in half", edit=lambda f: (f / "model.safetensors")
             .write_bytes((f / "model.safetensors").read_bytes()[: (f / "model.safetensors").stat().st_size // 2]))
     variant("bad_config_json", "refuse", "config.json is not JSON", edit=lambda f: (f / "config.json").write_text("{"))
     variant("deep_config_json", "refuse", "config.json nested 100k deep",
             edit=lambda f: (f / "config.json").write_text("[" * 100_000 + "]" * 100_000))
-    variant("unknown_model_type", "refuse", "model_type 'nope'", json_edits={"config.json": {"model_type": "nope"}})
+    variant("unknown_model_type", "either", "model_type 'nope'", json_edits={"config.json": {"model_type": "nope"}})
     nan_model = _tiny_model()
     with torch.no_grad():
         next(nan_model.parameters()).fill_(float("nan"))
@@ -243,7 +244,8 @@ def _zips(w) -> None:
     ok = _zip_bytes({"ann/1.jpg": _jpeg(1), "bob/1.jpg": _jpeg(2)})
     zips = {
         "ok.zip": (ok, "ok", "two identities"),
-        "traversal.zip": (_zip_bytes({"../../evil.jpg": _jpeg(1), "ann/1.jpg": _jpeg(2)}), "ok", "../ member skipped"),
+        "traversal.zip": (_zip_bytes({"../../evil.jpg": _jpeg(1), "ann/1.jpg": _jpeg(2), "bob/1.jpg": _jpeg(3)}), "ok",
+                          "a ../ member (skipped and reported) beside two good ones"),
         "bomb.zip": (_zip_bytes({"ann/1.jpg": b"\0" * 150 * 2**20}), "refuse", "150 MB of zeros"),
         "not_a_zip.zip": (b"PK\x03\x04 but not really", "refuse", "PK magic, nothing else"),
         "many_members.zip": (_zip_bytes({f"p{i}/{i}.jpg": b"x" for i in range(600)}, zipfile.ZIP_STORED), "refuse",

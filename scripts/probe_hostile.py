@@ -46,7 +46,12 @@ CONTROLS = {"image": "img:ok.png", "array": "arr:uint8", "bin": "bin:ok.bin", "p
             "json": "json:results_ok.json", "metric": "metric:ok", "data_url": "upload:garbled_data_url"}
 #: Entry points --quick leaves out (each run starts a whole evaluation).
 SLOW_ENTRIES = ("cli:evaluate(pairs)", "cli:evaluate(model)")
-RESTART_AFTER_MB = 200  # a run that grew the worker's peak RSS this much gets a fresh worker after it
+RESTART_AFTER_MB = 200
+DOS_MB = 256  # peak RSS growth of one run beyond 4x its input's size that counts as a denial of service
+#: What else names the input of an entry point that gets no file (a PIL image is ``images[0]``).
+ENTRY_TOKENS = {"FaceEmbedder(PIL)": ["images[0]"]}
+#: Prefix of the worker's protocol lines on stdout (libraries may print other lines).
+TAG = "@@probe "  # a run that grew the worker's peak RSS this much gets a fresh worker after it
 
 
 # ---- worker side -------------------------------------------------------------------------------------------
@@ -61,8 +66,8 @@ def _tokens(case) -> list[str]:
     return names
 
 
-def classify(exc: BaseException, case) -> tuple[str, str]:
-    """The category of a run that raised ``exc``."""
+def classify(exc: BaseException, case, entry: str = "") -> tuple[str, str]:
+    """The category of a run of ``entry`` that raised ``exc``."""
     from probe_entries import CliRefusal, CliTraceback, Wrong
 
     text = f"{type(exc).__name__}: {exc}"[:400]
@@ -84,7 +89,7 @@ def classify(exc: BaseException, case) -> tuple[str, str]:
         return "refused", text
     if case.kind in ("array", "metric"):  # in-memory input: no file to name
         return "refused", text
-    if any(token in message for token in _tokens(case)):
+    if any(token in message for token in _tokens(case) + ENTRY_TOKENS.get(entry, [])):
         return "refused", text
     return "traceback", "unclear (no file name): " + text
 
@@ -136,7 +141,7 @@ def worker(root: Path, plan: list[tuple[str, str]], timeout: float) -> int:
                 pass
     for index, (case_id, entry) in enumerate(plan):
         case, fn = cases[case_id], ENTRY_POINTS[entry][1]
-        print(json.dumps({"start": index}), flush=True)
+        print(TAG + json.dumps({"start": index}), flush=True)
         before, start = _peak_mb(), time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
@@ -146,16 +151,16 @@ def worker(root: Path, plan: list[tuple[str, str]], timeout: float) -> int:
         except BaseException as exc:  # noqa: BLE001 - every outcome is classified
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            category, detail = classify(exc, case)
+            category, detail = classify(exc, case, entry)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         grown = _peak_mb() - before
-        if category in ("ok", "refused", "silent-wrong") and grown > 400 + 4 * _input_mb(case):
+        if category in ("ok", "refused", "silent-wrong") and grown > DOS_MB + 4 * _input_mb(case):
             category, detail = "dos", f"peak RSS +{grown:.0f} MB for a {_input_mb(case):.3f} MB input ({detail})"
         if sentinel.exists():
             sentinel.unlink()
             category, detail = "code-executed", f"the payload created {SENTINEL_NAME} ({detail})"
-        print(json.dumps({"done": index, "category": category, "detail": str(detail)[:400], "rss_mb": round(grown, 1),
+        print(TAG + json.dumps({"done": index, "category": category, "detail": str(detail)[:400], "rss_mb": round(grown, 1),
                           "seconds": round(time.perf_counter() - start, 3)}), flush=True)
         if grown > RESTART_AFTER_MB and index + 1 < len(plan):
             return 3  # a fresh worker resets the peak RSS the next run is measured against
@@ -177,6 +182,14 @@ def _limit(mem_gb: float):
 
 def drive(root: Path, plan: list[tuple[str, str]], args, results: dict, lock: threading.Lock) -> None:
     """Run ``plan`` in capped worker processes, replacing a worker that dies, hangs or asks to restart."""
+    try:
+        _drive(root, plan, args, results, lock)
+    except Exception as exc:  # noqa: BLE001 - a harness bug must show, not silently drop the runs
+        print(f"probe harness error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        raise
+
+
+def _drive(root: Path, plan: list[tuple[str, str]], args, results: dict, lock: threading.Lock) -> None:
     todo = list(range(len(plan)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
@@ -197,8 +210,11 @@ def drive(root: Path, plan: list[tuple[str, str]], args, results: dict, lock: th
         while True:
             time.sleep(0.05)
             while seen < len(lines):
-                message = json.loads(lines[seen])
+                line = lines[seen]
                 seen += 1
+                if not line.startswith(TAG):
+                    continue
+                message = json.loads(line[len(TAG):])
                 last = time.monotonic()
                 if "start" in message:
                     current = message["start"]
@@ -240,6 +256,7 @@ def summarise(runs: list[dict]) -> dict:
             per_entry[run["entry"]][run["category"]] += 1
     return {"total": sum(counts.values()), "counts": {c: counts.get(c, 0) for c in CATEGORIES},
             "skipped": sum(1 for r in runs if r["category"] == "skipped"),
+            "unclear_refusals": sum(1 for r in runs if r["category"] == "traceback" and r["detail"].startswith("unclear")),
             "per_entry": {e: {c: n for c, n in sorted(v.items())} for e, v in sorted(per_entry.items())}}
 
 
@@ -252,6 +269,7 @@ def print_table(summary: dict, runs: list[dict]) -> None:
         print(f"{entry:<{width}} " + " ".join(f"{counts.get(c, 0):>9}" for c in CATEGORIES))
     print(f"{'TOTAL':<{width}} " + " ".join(f"{summary['counts'][c]:>9}" for c in CATEGORIES)
           + f"   ({summary['total']} runs, {summary['skipped']} skipped)")
+    print(f"(of the tracebacks, {summary['unclear_refusals']} are ValueError/OSError refusals not naming the file)")
     for category in BAD:
         bad = [r for r in runs if r["category"] == category]
         if bad:
