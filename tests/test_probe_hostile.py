@@ -53,7 +53,7 @@ RUNS = {
     ("img:ok.png", "load_rgb"): ({"ok"},),
     ("img:truncated.jpg", "load_rgb"): ({"refused"},),
     ("img:bomb_100k.png", "load_rgb"): ({"refused"},),
-    ("bin:os_system.bin", "load_bin_pairs"): ({"refused"},),
+    ("bin:os_system.bin", "load_bin_pairs"): ({"refused"}, "UnsafePickleError does not name the file"),
     ("bin:ok.bin", "load_bin_pairs"): ({"ok"},),
     ("img:png16.png", "make_train_transform"): ({"ok"}, "16-bit PNG turns white on the training path"),
     ("img:truncated.jpg", "make_train_transform"): ({"refused"}, "truncated JPEG: OSError without the path"),
@@ -85,7 +85,8 @@ def test_probe_run(probe, key, request):
 @pytest.mark.slow
 def test_probe_summary_and_exit_status(probe):
     status, runs, summary = probe
-    assert set(runs) == set(RUNS)  # exactly the runs asked for, each with a result
-    assert summary["total"] == len(RUNS) and summary["counts"]["code-executed"] == 0
+    assert set(RUNS) <= set(runs)  # every run asked for (the regexes also pick their cross products), each classified
+    assert all(run["category"] in probe_hostile.CATEGORIES for run in runs.values())
+    assert summary["total"] == len(runs) and summary["counts"]["code-executed"] == 0
     bad = sum(summary["counts"][c] for c in probe_hostile.BAD)
     assert status == (1 if bad else 0)
