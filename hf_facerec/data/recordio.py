@@ -24,6 +24,7 @@ import numbers
 import os
 import struct
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -139,22 +140,48 @@ class RecordIOReader:
         if not idx_path.is_file():
             raise FileNotFoundError(f"RecordIO index not found: {idx_path}")
         try:
-            table = np.loadtxt(idx_path, dtype=np.int64, ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+                table = np.loadtxt(idx_path, dtype=np.int64, ndmin=2)
         except ValueError as error:
             raise RecordIOError(f"{idx_path}: not a 'key<TAB>offset' index: {error}") from None
         if table.size == 0:
+            if self._file_size:
+                raise RecordIOError(
+                    f"{idx_path} is empty but {self.rec_path} holds {self._file_size} bytes of records: "
+                    "a wrong or unfinished index; delete it (the reader then scans the .rec) or regenerate it"
+                )
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         if table.shape[1] != 2:
             raise RecordIOError(f"{idx_path}: expected 2 columns (key, offset), found {table.shape[1]}")
         keys, offsets = table[:, 0], table[:, 1]
-        bad = np.flatnonzero((offsets < 0) | (offsets > self._file_size - 8))
+        # Records start 4-byte aligned (the writer pads), so any other offset is not a record.
+        bad = np.flatnonzero((offsets < 0) | (offsets > self._file_size - 8) | (offsets % 4 != 0))
         if bad.size:
             line = int(bad[0])
             raise RecordIOError(
                 f"{idx_path}:{line + 1}: offset {offsets[line]} of key {keys[line]} lies outside {self.rec_path} "
-                f"({self._file_size} bytes): truncated .rec or wrong index"
+                f"({self._file_size} bytes) or is not 4-byte aligned: truncated .rec or wrong index"
             )
+        self._check_index_covers_file(idx_path, keys, offsets)
         return keys, offsets
+
+    def _check_index_covers_file(self, idx_path: Path, keys: np.ndarray, offsets: np.ndarray) -> None:
+        """An index must span the whole .rec: a record at offset 0 and one ending at the last byte.
+
+        Two header reads catch an index of another (or a truncated or appended) file; a wrong offset in
+        between still fails at its read, naming that offset.
+        """
+        if int(offsets.min()) != 0:
+            raise RecordIOError(f"{idx_path}: no record at offset 0 of {self.rec_path}: the index is not this file's")
+        last = int(np.argmax(offsets))
+        end = self._record_parts(int(offsets[last]))[1]
+        if end != self._file_size:
+            raise RecordIOError(
+                f"{idx_path}:{last + 1}: the last indexed record (key {keys[last]}, offset {offsets[last]}) ends at "
+                f"byte {end} but {self.rec_path} holds {self._file_size}: the index does not cover the file "
+                "(records added after it was written, or another file's index)"
+            )
 
     def _set_index(self, keys: np.ndarray, offsets: np.ndarray) -> None:
         if np.unique(keys).size != keys.size:
@@ -265,18 +292,41 @@ class RecordIOReader:
             yield offset, parts
             offset = next_offset
 
+    def _unpack(self, payload: bytes, offset: int) -> tuple[Label, bytes]:
+        """:func:`unpack_record`, its errors naming this file and the record's byte offset."""
+        try:
+            return unpack_record(payload)
+        except RecordIOError as error:
+            raise RecordIOError(f"{self.rec_path}: record at offset {offset}: {error}") from None
+
+    def _header_end(self, label: Label, image: bytes, offset: int) -> int | None:
+        """The key after the images when the record at ``offset`` (key 0) is an InsightFace header, else None."""
+        if not isinstance(label, np.ndarray) or image:
+            return None
+        value = float(label[0])
+        if not (np.isfinite(value) and value >= 1 and value == int(value)):
+            raise RecordIOError(
+                f"{self.rec_path}: the InsightFace header (key 0, offset {offset}) gives {value!r} as the key after "
+                "the images: not a positive integer"
+            )
+        return int(value)
+
     # ---- public API ---------------------------------------------------------------------------
     def read(self, key: int) -> tuple[Label, bytes]:
         """``(label, image_bytes)`` of record ``key``; see :func:`unpack_record` for the label type."""
-        return unpack_record(self._read_payload(self.offset_of(key)))
+        offset = self.offset_of(key)
+        return self._unpack(self._read_payload(offset), offset)
 
     def read_header(self) -> np.ndarray | None:
-        """The label array of the InsightFace header record (key 0), or None when there is none."""
+        """The label array of the InsightFace header record (key 0), or None when there is none.
+
+        Raises RecordIOError (naming the offset) when the header's first label is not a positive integer.
+        """
         try:
             label, image = self.read(0)
         except KeyError:
             return None
-        return label if isinstance(label, np.ndarray) and not image else None
+        return None if self._header_end(label, image, self.offset_of(0)) is None else label
 
     def __len__(self) -> int:
         return len(self.image_keys)
@@ -286,20 +336,26 @@ class RecordIOReader:
         return self.read(int(self.image_keys[index]))
 
     def __iter__(self) -> Iterator[tuple[Label, bytes]]:
-        """Sequential scan of the image records, ``(label, image_bytes)``; needs no index.
+        """Sequential scan of the image records, ``(label, image_bytes)``; needs no index (see :meth:`scan`)."""
+        for _, label, image in self.scan():
+            yield label, image
+
+    def scan(self) -> Iterator[tuple[int, Label, bytes]]:
+        """Sequential scan of the image records, ``(byte offset, label, image_bytes)``; needs no index.
 
         Follows the same rule as :attr:`image_keys`: a leading InsightFace header is skipped and
         the scan stops at the key it names (the identity records after are not images).
         """
         end = None
-        for position, (_, parts) in enumerate(self._scan()):
+        for position, (offset, parts) in enumerate(self._scan()):
             if end is not None and position >= end:
                 return
-            label, image = unpack_record(self._join_parts(parts))
-            if position == 0 and isinstance(label, np.ndarray) and not image:
-                end = int(label[0])
-                continue
-            yield label, image
+            label, image = self._unpack(self._join_parts(parts), offset)
+            if position == 0:
+                end = self._header_end(label, image, offset)
+                if end is not None:
+                    continue
+            yield offset, label, image
 
     def close(self) -> None:
         if self._file is not None:
