@@ -79,16 +79,19 @@ class _NdarrayType:
 _NDARRAY = _NdarrayType()
 
 
-class _BoundedArray(np.ndarray):
-    """The arrays the unpickler builds: ``__setstate__`` (pickle's BUILD) charges the data it copies."""
+def _bounded_array_type(budget: _Budget) -> type:
+    """The ndarray subclass one load builds: its ``__setstate__`` (pickle's BUILD) charges the data it copies
+    (one class per load, so the budget is a class attribute: nothing stored per array)."""
 
-    def __setstate__(self, state):
-        budget = self.__dict__.pop("_budget", None)
-        if budget is None or not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise UnsafePickleError("refused an ndarray state outside numpy's own pickle format")
-        _checked_dtype(state[-3])
-        budget.charge(_byte_length(state[-1], "ndarray data"), "ndarray data")
-        super().__setstate__(state)
+    class _BoundedArray(np.ndarray):
+        def __setstate__(self, state):
+            if not isinstance(state, tuple) or len(state) not in (4, 5):
+                raise UnsafePickleError("refused an ndarray state outside numpy's own pickle format")
+            _checked_dtype(state[-3])
+            budget.charge(_byte_length(state[-1], "ndarray data"), "ndarray data")
+            super().__setstate__(state)
+
+    return _BoundedArray
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -104,6 +107,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         """(module, name) -> callable. numpy 1.x pickles name numpy.core, 2.x numpy._core; Python 3 writes
         builtins as __builtin__ with protocol < 3."""
         budget = self._budget
+        array_type, rebuild = _bounded_array_type(budget), _numpy_global("_reconstruct")
 
         def new_bytes(kind):
             def build(*args):
@@ -149,9 +153,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 raise UnsafePickleError(f"refused ndarray reconstruction with subtype {subtype!r}")
             if not (isinstance(shape, tuple) and shape == (0,) and code in (b"b", "b")):
                 raise UnsafePickleError(f"refused ndarray reconstruction of shape {shape!r}: numpy writes (0,)")
-            array = _numpy_global("_reconstruct")(_BoundedArray, (0,), b"b")
-            array._budget = budget
-            return array
+            return rebuild(array_type, (0,), b"b")
 
         def scalar(dtype_, data=None):
             # A numpy bool/int in issame_list: its raw bytes, of exactly the dtype's size.

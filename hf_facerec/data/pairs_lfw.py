@@ -52,8 +52,9 @@ def _parse_pairs_txt(path: Path) -> tuple[list[tuple[str, int, str, int]], np.nd
     index is found from the lines themselves (RFW's files have no count line). The text is decoded by
     :func:`hf_facerec.data._text.read_text` (UTF-8, BOM accepted).
     """
-    text = io.StringIO(read_text(path), newline=None)  # universal newlines, as open() reads
-    lines = [(number, line.split()) for number, line in enumerate(text, 1) if line.strip()]
+    text = read_text(path)
+    ascii_only = text.isascii()  # then str.isdigit() means 0-9 alone: no per-field isascii() below
+    lines = [(n, line.split()) for n, line in enumerate(io.StringIO(text, newline=None), 1) if line.strip()]
     if not lines:
         raise ValueError(f"{path} holds no pairs")
     header = None
@@ -63,13 +64,20 @@ def _parse_pairs_txt(path: Path) -> tuple[list[tuple[str, int, str, int]], np.nd
     pairs, same, folds = [], [], []
     fold, previous_same = 0, True
     for number, fields in lines:
-        numbers = [_count(field) for field in fields[1::2]] if len(fields) == 4 else [_count(f) for f in fields[1:]]
-        if len(fields) not in (3, 4) or None in numbers:
+        count = len(fields)
+        first, second = (fields[1], fields[count - 1]) if count in (3, 4) else ("", "")
+        # Plain digits only: int() alone takes "+1", "-1", "1_0" and "١" (checked inline: the hot loop).
+        if not (first.isdigit() and second.isdigit() and (ascii_only or first.isascii() and second.isascii())):
             raise ValueError(
                 f"{path}:{number}: expected 'name n1 n2' or 'name1 n1 name2 n2' (n: a non-negative integer), "
                 f"got {' '.join(fields)!r}"
             )
-        if len(fields) == 3:
+        try:
+            numbers = int(first), int(second)
+        except ValueError:  # more than 4300 digits
+            raise ValueError(f"{path}:{number}: expected 'name n1 n2' or 'name1 n1 name2 n2', an image number "
+                             f"has {max(len(first), len(second))} digits") from None
+        if count == 3:
             pair, is_same = (fields[0], numbers[0], fields[0], numbers[1]), True
         else:
             pair, is_same = (fields[0], numbers[0], fields[2], numbers[1]), False
