@@ -16,6 +16,8 @@ Byte format (dmlc-core ``recordio.h``), little-endian:
 InsightFace training sets (``MXFaceDataset``) put a header at key 0 whose ``label[0]`` is the
 first key after the images, so the image keys are ``range(1, int(label[0]))``; the keys after
 hold one record per identity whose label is the ``(start, end)`` key range of its images.
+
+This module is the format and the reader; :mod:`hf_facerec.data.recordio_write` writes the same bytes.
 """
 
 from __future__ import annotations
@@ -25,18 +27,17 @@ import os
 import struct
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RECORDIO_MAGIC", "RecordIOError", "RecordIOReader", "write_recordio", "pack_record", "unpack_record"]
+__all__ = ["RECORDIO_MAGIC", "RecordIOError", "RecordIOReader", "pack_record", "unpack_record"]
 
 RECORDIO_MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", RECORDIO_MAGIC)
 _IR_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: 24 bytes, no padding either way
 _LENGTH_MASK = (1 << 29) - 1
-_FLOAT32_EXACT = 1 << 24  # header labels are float32: integers above this are not exact
 
 Label = float | np.ndarray
 
@@ -78,31 +79,18 @@ def unpack_record(payload: bytes) -> tuple[Label, bytes]:
     return np.frombuffer(payload, dtype="<f4", count=flag, offset=start).astype(np.float32), bytes(payload[end:])
 
 
-def _frame(payload: bytes) -> bytes:
-    """The on-disk bytes of one payload: magic-split parts, each with magic + lrecord, padded."""
-    if len(payload) >= 1 << 29:
-        raise ValueError(f"a RecordIO record holds < 2**29 bytes, got {len(payload)}")
-    # Aligned positions where the magic appears inside the payload must become part boundaries.
-    words = np.frombuffer(payload, dtype="<u4", count=len(payload) // 4)
-    cuts = (np.flatnonzero(words == RECORDIO_MAGIC) * 4).tolist()
-    chunks, start = [], 0
-    for number, cut in enumerate(cuts):
-        cflag = 1 if number == 0 else 2
-        chunks += [_MAGIC_BYTES, struct.pack("<I", (cflag << 29) | (cut - start)), payload[start:cut]]
-        start = cut + 4
-    tail = len(payload) - start
-    chunks += [_MAGIC_BYTES, struct.pack("<I", ((3 if cuts else 0) << 29) | tail), payload[start:]]
-    chunks.append(b"\0" * (-tail % 4))  # earlier parts are multiples of 4 by construction
-    return b"".join(chunks)
-
-
 class RecordIOReader:
     """Random-access and sequential reader of a ``.rec`` file, without mxnet.
 
     Args:
         rec_path: the ``.rec`` file.
         idx_path: its ``.idx``; defaults to ``rec_path`` with suffix ``.idx`` when that exists,
-            otherwise the offsets are found by one sequential scan (keys ``0..N-1``).
+            otherwise the offsets are found by one sequential scan (keys ``0..N-1``). An index that
+            does not fit the file is refused, never silently rebuilt (it may belong to another file):
+            empty beside a non-empty ``.rec``, an offset outside the file or not 4-byte aligned, no
+            record at offset 0, or a last record not ending at the file's end raise RecordIOError.
+
+    Every RecordIOError names the file and the byte offset of the record (or the index line).
 
     Attributes:
         keys: ``(R,)`` int64 array, every key of the index in file order (header and identity
@@ -380,67 +368,3 @@ class RecordIOReader:
 
     def __repr__(self) -> str:
         return f"RecordIOReader({str(self.rec_path)!r}, images={len(self)}, records={len(self.keys)})"
-
-
-def _identity_ranges(labels: list[float]) -> list[tuple[int, int]] | None:
-    """``(start, end)`` key ranges per identity (images at keys ``1..N``), or None if not contiguous."""
-    values = np.asarray(labels, dtype=np.float64)
-    if values.size == 0 or not np.all((values >= 0) & (values == np.round(values))):
-        return None
-    ids = values.astype(np.int64)
-    boundaries = np.flatnonzero(np.diff(ids)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(ids)]])
-    if len(np.unique(ids[starts])) != len(starts):
-        return None  # an identity's images are split into several runs
-    return [(int(s) + 1, int(e) + 1) for s, e in zip(starts, ends)]
-
-
-def write_recordio(
-    rec_path: str | os.PathLike,
-    idx_path: str | os.PathLike | None,
-    items: Iterable[tuple[Label, bytes]],
-    header_record: bool = True,
-) -> int:
-    """Write ``(label, image_bytes)`` items as a ``.rec`` (+ ``.idx``) in the real MXNet byte format.
-
-    With ``header_record`` the layout is InsightFace's: key 0 is a header (``flag = 2``), images get
-    keys ``1..N``, and when every image label is an integer identity whose images are contiguous,
-    one record per identity follows (label ``(start, end)``) and the header label is
-    ``(N + 1, N + 1 + num_identities)``; otherwise the header is ``(N + 1, N + 1)``. The header is
-    patched in place at the end, so ``items`` is streamed (only the scalar labels are kept).
-    Without ``header_record`` images get keys ``0..N-1``.
-
-    Returns:
-        the number of image records written.
-    """
-    offsets: list[int] = []
-    identity_labels: list[float] = []
-    with open(rec_path, "wb") as rec:
-
-        def write(payload: bytes) -> None:
-            offsets.append(rec.tell())
-            rec.write(_frame(payload))
-
-        if header_record:
-            write(pack_record(np.zeros(2, np.float32), b""))
-        for label, image_bytes in items:
-            if header_record and len(offsets) >= _FLOAT32_EXACT - 1:
-                raise ValueError(
-                    f"an InsightFace header stores key counts as float32, exact only up to {_FLOAT32_EXACT}: "
-                    "write this many images with header_record=False"
-                )
-            write(pack_record(label, image_bytes, record_id=len(offsets)))
-            identity_labels.append(float(label) if isinstance(label, numbers.Number) else float(np.ravel(label)[0]))
-        num_images = len(identity_labels)
-        if header_record:
-            ranges = _identity_ranges(identity_labels) or []
-            for start, end in ranges:
-                write(pack_record(np.array([start, end], np.float32), b""))
-            header = pack_record(np.array([num_images + 1, num_images + 1 + len(ranges)], np.float32), b"")
-            rec.seek(0)
-            rec.write(_frame(header))  # same size as the placeholder: 24-byte IRHeader + 2 floats
-    if idx_path is not None:
-        with open(idx_path, "w", encoding="ascii") as idx:
-            idx.writelines(f"{key}\t{offset}\n" for key, offset in enumerate(offsets))
-    return num_images

@@ -12,7 +12,8 @@ from PIL import Image
 
 from hf_facerec.cli import main as cli_main
 from hf_facerec.data.convert import recordio_to_parquet, stream_recordio
-from hf_facerec.data.recordio import RECORDIO_MAGIC, RecordIOError, RecordIOReader, _frame, pack_record, write_recordio
+from hf_facerec.data.recordio import RECORDIO_MAGIC, RecordIOError, RecordIOReader, pack_record
+from hf_facerec.data.recordio_write import _frame, write_recordio
 
 
 def _jpeg(seed: int) -> bytes:
