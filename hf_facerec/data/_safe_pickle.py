@@ -65,7 +65,7 @@ def _byte_length(data, what: str) -> int:
 
 
 def _is_latin1(encoding) -> bool:
-    return str(encoding).lower().replace("-", "").replace("_", "") in ("latin1", "iso88591")
+    return encoding == "latin1" or str(encoding).lower().replace("-", "").replace("_", "") in ("latin1", "iso88591")
 
 
 class _NdarrayType:
@@ -83,13 +83,16 @@ def _bounded_array_type(budget: _Budget) -> type:
     """The ndarray subclass one load builds: its ``__setstate__`` (pickle's BUILD) charges the data it copies
     (one class per load, so the budget is a class attribute: nothing stored per array)."""
 
+    setstate, checked = np.ndarray.__setstate__, [None]
+
     class _BoundedArray(np.ndarray):
         def __setstate__(self, state):
-            if not isinstance(state, tuple) or len(state) not in (4, 5):
+            if type(state) is not tuple or len(state) not in (4, 5):
                 raise UnsafePickleError("refused an ndarray state outside numpy's own pickle format")
-            _checked_dtype(state[-3])
+            if state[-3] is not checked[0]:  # a file memoises its one dtype: check each distinct object once
+                checked[0] = _checked_dtype(state[-3])
             budget.charge(_byte_length(state[-1], "ndarray data"), "ndarray data")
-            super().__setstate__(state)
+            setstate(self, state)
 
     return _BoundedArray
 
@@ -139,7 +142,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             if not isinstance(spec, str):
                 raise UnsafePickleError(f"refused numpy.dtype of a {type(spec).__name__}: only dtype strings")
             try:
-                made = np.dtype(spec, align=bool(align), copy=bool(copy))
+                made = np.dtype(spec, align=bool(align), copy=True)  # never the global singleton: BUILD mutates it
             except TypeError as error:
                 raise UnsafePickleError(f"refused numpy.dtype({spec!r}): {error}") from None
             if made.hasobject:

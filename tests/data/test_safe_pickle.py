@@ -137,3 +137,10 @@ def test_python2_numpy_pickle_loads(tmp_path):
     path.write_bytes(b"\x80\x02" + images + b"](" + scalar + b"e" + array + b"\x87.")
     bins, issame, extra = load_restricted_pickle(path, "bytes")
     assert bins == [b"\xff\xd8", b"\xff\xd9"] and issame == [True] and np.asarray(extra).tolist() == [True, False]
+
+
+def test_a_dtype_from_the_file_is_never_numpys_global_singleton(tmp_path):
+    # np.dtype("b1", copy=False) is numpy's shared bool dtype; a BUILD opcode on it would change it process-wide.
+    path = _write(tmp_path, _Call(np.dtype, "b1", False, False), 2)
+    loaded = load_restricted_pickle(path)
+    assert loaded == np.dtype(bool) and loaded is not np.dtype(bool)
