@@ -149,7 +149,8 @@ def bench_train_transform(crops: list) -> None:
 def bench_recordio(crops: list, records: int) -> None:
     print(f"== 3. RecordIO read, {records} JPEG records (quality 95, 112x112)")
     try:
-        from hf_facerec.data.recordio import RecordIOReader, write_recordio
+        from hf_facerec.data.recordio import RecordIOReader
+        from hf_facerec.data.recordio_write import write_recordio
     except ImportError as exc:
         print(f"skipped ({exc})")
         return

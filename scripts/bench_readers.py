@@ -23,7 +23,8 @@ from hf_facerec.data.convert import recordio_to_parquet
 from hf_facerec.data.folders import load_identity_folder
 from hf_facerec.data.ijb import load_ijb
 from hf_facerec.data.pairs import load_bin_pairs, load_lfw_pairs
-from hf_facerec.data.recordio import RecordIOReader, write_recordio
+from hf_facerec.data.recordio import RecordIOReader
+from hf_facerec.data.recordio_write import write_recordio
 
 
 def _faces(count: int) -> list[bytes]:

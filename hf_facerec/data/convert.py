@@ -11,6 +11,7 @@ Images that do not decode are skipped and counted (``ConversionReport``), not wr
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from .folders import (
     select_identities,
 )
 from .images import InvalidImageError, load_rgb
-from .recordio import RecordIOReader
+from .recordio import RecordIOError, RecordIOReader
 
 __all__ = ["ConversionReport", "recordio_to_parquet", "folder_to_parquet", "stream_recordio", "RECORDIO_FEATURES"]
 
@@ -194,18 +195,26 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _integer_label(label, key: int) -> int:
-    """InsightFace's rule: the identity is the label, or its first value when it is an array."""
+def _integer_label(label, reader: RecordIOReader, key: int | None = None, offset: int | None = None) -> int:
+    """InsightFace's rule: the identity is the label, or its first value when it is an array.
+
+    A label that is not a non-negative integer (NaN, inf, 0.5, -1) raises ValueError naming the file and
+    the record's byte offset (``offset``, else the index's offset of ``key``).
+    """
     value = float(label) if np.ndim(label) == 0 else float(np.ravel(label)[0])
-    if not (value >= 0 and value == int(value)):
-        raise ValueError(f"record {key}: label {label!r} is not a non-negative integer identity")
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        offset = reader.offset_of(key) if offset is None else offset  # looked up only on the error path
+        raise RecordIOError(
+            f"{reader.rec_path}: record {'' if key is None else f'{key} '}at offset {offset}: label {label!r} is not "
+            "a non-negative integer identity"
+        )
     return int(value)
 
 
 def _recordio_items(reader: RecordIOReader, keys: Sequence[int]) -> Iterator[tuple[str, int, bytes, None]]:
     for key in keys:
         label, image = reader.read(key)
-        yield f"key {key}", _integer_label(label, key), image, None
+        yield f"key {key}", _integer_label(label, reader, key), image, None
 
 
 def recordio_to_parquet(
@@ -234,6 +243,11 @@ def recordio_to_parquet(
     output_dir = _prepare_output(output_dir, overwrite, shard_size, row_group_size, num_threads)
     with RecordIOReader(rec_path, idx_path) as reader:
         keys = reader.image_keys if max_images is None else reader.image_keys[:max_images]
+        if len(keys) == 0:  # an empty dataset is a failure, not a conversion of nothing
+            raise RecordIOError(
+                f"{reader.rec_path} holds no image records ({reader.rec_path.stat().st_size} bytes, "
+                f"{len(reader.keys)} records{'' if max_images is None else f', max_images={max_images}'})"
+            )
         return _convert(
             _recordio_items(reader, keys), output_dir, RECORDIO_FEATURES, shard_size, row_group_size,
             check_images, num_threads, len(keys), progress, f"RecordIO -> Parquet ({Path(rec_path).name})",
@@ -291,14 +305,14 @@ def _generate_recordio(rec_path: str, idx_path: str, key_ranges: list[tuple[int,
     for start, end in key_ranges:
         for key in reader.image_keys[start:end]:
             label, image = reader.read(key)
-            yield {"image": {"bytes": image, "path": None}, "label": _integer_label(label, key)}
+            yield {"image": {"bytes": image, "path": None}, "label": _integer_label(label, reader, key)}
 
 
 def _generate_recordio_scan(rec_path: str) -> Iterator[dict]:
     # No index: one sequential pass; iterating a reader never builds the offset table.
     with RecordIOReader(rec_path) as reader:
-        for position, (label, image) in enumerate(reader):
-            yield {"image": {"bytes": image, "path": None}, "label": _integer_label(label, position)}
+        for offset, label, image in reader.scan():
+            yield {"image": {"bytes": image, "path": None}, "label": _integer_label(label, reader, offset=offset)}
 
 
 def stream_recordio(

@@ -103,13 +103,19 @@ def _read_table(path: Path, dtypes: list, what: str) -> pd.DataFrame:
         table = pd.read_csv(path, sep=r"\s+", header=None, dtype=dtype, engine="c")
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty {what} file") from None
-    except (ValueError, TypeError) as error:  # pandas' ParserError is a ValueError
+    except (ValueError, TypeError, OverflowError) as error:  # ParserError is a ValueError; OverflowError: > int64
         raise ValueError(f"{path}: malformed {what} file (expected {len(dtypes)} columns per line): {error}") from None
     if table.shape[1] != len(dtypes):
         raise ValueError(f"{path}:1: expected {len(dtypes)} columns in the {what} file, found {table.shape[1]}")
     if table.isna().to_numpy().any():
         row = int(np.flatnonzero(table.isna().to_numpy().any(axis=1))[0])
-        raise ValueError(f"{path}:{row + 1}: expected {len(dtypes)} columns in the {what} file")
+        raise ValueError(f"{path}:{row + 1}: expected {len(dtypes)} columns of numbers in the {what} file (a field "
+                         "is missing or NaN)")
+    floats = [k for k, d in enumerate(dtypes) if d is np.float32]
+    if floats:  # an inf landmark or score would pass as a number
+        finite = np.isfinite(table.iloc[:, floats].to_numpy(dtype=np.float32)).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{path}:{int(np.flatnonzero(~finite)[0]) + 1}: a {what} value is not finite")
     return table
 
 
@@ -118,15 +124,18 @@ def _column(table: pd.DataFrame, columns, dtype) -> np.ndarray:
 
 
 def _read_template_set(path: Path) -> IJBTemplateSet:
-    table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    try:
+        table = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except (ValueError, TypeError) as error:  # EmptyDataError, ParserError, UnicodeDecodeError: all ValueErrors
+        raise ValueError(f"{path}: not a readable 1:N template CSV: {error}") from None
     table.columns = [column.strip().upper() for column in table.columns]
     if not {"TEMPLATE_ID", "SUBJECT_ID"} <= set(table.columns):
         raise ValueError(f"{path}: needs TEMPLATE_ID and SUBJECT_ID columns, has {list(table.columns)}")
     try:
         templates = table["TEMPLATE_ID"].to_numpy().astype(np.int64)
         subjects = table["SUBJECT_ID"].to_numpy().astype(np.int64)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: TEMPLATE_ID and SUBJECT_ID must be integers: {error}") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"{path}: TEMPLATE_ID and SUBJECT_ID must be integers (int64): {error}") from None
     # One row per image: reduce to one row per template and insist each template has one subject.
     unique, first = np.unique(templates, return_index=True)
     per_template = subjects[first]

@@ -16,6 +16,8 @@ Byte format (dmlc-core ``recordio.h``), little-endian:
 InsightFace training sets (``MXFaceDataset``) put a header at key 0 whose ``label[0]`` is the
 first key after the images, so the image keys are ``range(1, int(label[0]))``; the keys after
 hold one record per identity whose label is the ``(start, end)`` key range of its images.
+
+This module is the format and the reader; :mod:`hf_facerec.data.recordio_write` writes the same bytes.
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ import numbers
 import os
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RECORDIO_MAGIC", "RecordIOError", "RecordIOReader", "write_recordio", "pack_record", "unpack_record"]
+__all__ = ["RECORDIO_MAGIC", "RecordIOError", "RecordIOReader", "pack_record", "unpack_record"]
 
 RECORDIO_MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", RECORDIO_MAGIC)
 _IR_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: 24 bytes, no padding either way
 _LENGTH_MASK = (1 << 29) - 1
-_FLOAT32_EXACT = 1 << 24  # header labels are float32: integers above this are not exact
 
 Label = float | np.ndarray
 
@@ -77,31 +79,18 @@ def unpack_record(payload: bytes) -> tuple[Label, bytes]:
     return np.frombuffer(payload, dtype="<f4", count=flag, offset=start).astype(np.float32), bytes(payload[end:])
 
 
-def _frame(payload: bytes) -> bytes:
-    """The on-disk bytes of one payload: magic-split parts, each with magic + lrecord, padded."""
-    if len(payload) >= 1 << 29:
-        raise ValueError(f"a RecordIO record holds < 2**29 bytes, got {len(payload)}")
-    # Aligned positions where the magic appears inside the payload must become part boundaries.
-    words = np.frombuffer(payload, dtype="<u4", count=len(payload) // 4)
-    cuts = (np.flatnonzero(words == RECORDIO_MAGIC) * 4).tolist()
-    chunks, start = [], 0
-    for number, cut in enumerate(cuts):
-        cflag = 1 if number == 0 else 2
-        chunks += [_MAGIC_BYTES, struct.pack("<I", (cflag << 29) | (cut - start)), payload[start:cut]]
-        start = cut + 4
-    tail = len(payload) - start
-    chunks += [_MAGIC_BYTES, struct.pack("<I", ((3 if cuts else 0) << 29) | tail), payload[start:]]
-    chunks.append(b"\0" * (-tail % 4))  # earlier parts are multiples of 4 by construction
-    return b"".join(chunks)
-
-
 class RecordIOReader:
     """Random-access and sequential reader of a ``.rec`` file, without mxnet.
 
     Args:
         rec_path: the ``.rec`` file.
         idx_path: its ``.idx``; defaults to ``rec_path`` with suffix ``.idx`` when that exists,
-            otherwise the offsets are found by one sequential scan (keys ``0..N-1``).
+            otherwise the offsets are found by one sequential scan (keys ``0..N-1``). An index that
+            does not fit the file is refused, never silently rebuilt (it may belong to another file):
+            empty beside a non-empty ``.rec``, an offset outside the file or not 4-byte aligned, no
+            record at offset 0, or a last record not ending at the file's end raise RecordIOError.
+
+    Every RecordIOError names the file and the byte offset of the record (or the index line).
 
     Attributes:
         keys: ``(R,)`` int64 array, every key of the index in file order (header and identity
@@ -139,22 +128,48 @@ class RecordIOReader:
         if not idx_path.is_file():
             raise FileNotFoundError(f"RecordIO index not found: {idx_path}")
         try:
-            table = np.loadtxt(idx_path, dtype=np.int64, ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+                table = np.loadtxt(idx_path, dtype=np.int64, ndmin=2)
         except ValueError as error:
             raise RecordIOError(f"{idx_path}: not a 'key<TAB>offset' index: {error}") from None
         if table.size == 0:
+            if self._file_size:
+                raise RecordIOError(
+                    f"{idx_path} is empty but {self.rec_path} holds {self._file_size} bytes of records: "
+                    "a wrong or unfinished index; delete it (the reader then scans the .rec) or regenerate it"
+                )
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         if table.shape[1] != 2:
             raise RecordIOError(f"{idx_path}: expected 2 columns (key, offset), found {table.shape[1]}")
         keys, offsets = table[:, 0], table[:, 1]
-        bad = np.flatnonzero((offsets < 0) | (offsets > self._file_size - 8))
+        # Records start 4-byte aligned (the writer pads), so any other offset is not a record.
+        bad = np.flatnonzero((offsets < 0) | (offsets > self._file_size - 8) | (offsets % 4 != 0))
         if bad.size:
             line = int(bad[0])
             raise RecordIOError(
                 f"{idx_path}:{line + 1}: offset {offsets[line]} of key {keys[line]} lies outside {self.rec_path} "
-                f"({self._file_size} bytes): truncated .rec or wrong index"
+                f"({self._file_size} bytes) or is not 4-byte aligned: truncated .rec or wrong index"
             )
+        self._check_index_covers_file(idx_path, keys, offsets)
         return keys, offsets
+
+    def _check_index_covers_file(self, idx_path: Path, keys: np.ndarray, offsets: np.ndarray) -> None:
+        """An index must span the whole .rec: a record at offset 0 and one ending at the last byte.
+
+        Two header reads catch an index of another (or a truncated or appended) file; a wrong offset in
+        between still fails at its read, naming that offset.
+        """
+        if int(offsets.min()) != 0:
+            raise RecordIOError(f"{idx_path}: no record at offset 0 of {self.rec_path}: the index is not this file's")
+        last = int(np.argmax(offsets))
+        end = self._record_parts(int(offsets[last]))[1]
+        if end != self._file_size:
+            raise RecordIOError(
+                f"{idx_path}:{last + 1}: the last indexed record (key {keys[last]}, offset {offsets[last]}) ends at "
+                f"byte {end} but {self.rec_path} holds {self._file_size}: the index does not cover the file "
+                "(records added after it was written, or another file's index)"
+            )
 
     def _set_index(self, keys: np.ndarray, offsets: np.ndarray) -> None:
         if np.unique(keys).size != keys.size:
@@ -265,18 +280,41 @@ class RecordIOReader:
             yield offset, parts
             offset = next_offset
 
+    def _unpack(self, payload: bytes, offset: int) -> tuple[Label, bytes]:
+        """:func:`unpack_record`, its errors naming this file and the record's byte offset."""
+        try:
+            return unpack_record(payload)
+        except RecordIOError as error:
+            raise RecordIOError(f"{self.rec_path}: record at offset {offset}: {error}") from None
+
+    def _header_end(self, label: Label, image: bytes, offset: int) -> int | None:
+        """The key after the images when the record at ``offset`` (key 0) is an InsightFace header, else None."""
+        if not isinstance(label, np.ndarray) or image:
+            return None
+        value = float(label[0])
+        if not (np.isfinite(value) and value >= 1 and value == int(value)):
+            raise RecordIOError(
+                f"{self.rec_path}: the InsightFace header (key 0, offset {offset}) gives {value!r} as the key after "
+                "the images: not a positive integer"
+            )
+        return int(value)
+
     # ---- public API ---------------------------------------------------------------------------
     def read(self, key: int) -> tuple[Label, bytes]:
         """``(label, image_bytes)`` of record ``key``; see :func:`unpack_record` for the label type."""
-        return unpack_record(self._read_payload(self.offset_of(key)))
+        offset = self.offset_of(key)
+        return self._unpack(self._read_payload(offset), offset)
 
     def read_header(self) -> np.ndarray | None:
-        """The label array of the InsightFace header record (key 0), or None when there is none."""
+        """The label array of the InsightFace header record (key 0), or None when there is none.
+
+        Raises RecordIOError (naming the offset) when the header's first label is not a positive integer.
+        """
         try:
             label, image = self.read(0)
         except KeyError:
             return None
-        return label if isinstance(label, np.ndarray) and not image else None
+        return None if self._header_end(label, image, self.offset_of(0)) is None else label
 
     def __len__(self) -> int:
         return len(self.image_keys)
@@ -286,20 +324,26 @@ class RecordIOReader:
         return self.read(int(self.image_keys[index]))
 
     def __iter__(self) -> Iterator[tuple[Label, bytes]]:
-        """Sequential scan of the image records, ``(label, image_bytes)``; needs no index.
+        """Sequential scan of the image records, ``(label, image_bytes)``; needs no index (see :meth:`scan`)."""
+        for _, label, image in self.scan():
+            yield label, image
+
+    def scan(self) -> Iterator[tuple[int, Label, bytes]]:
+        """Sequential scan of the image records, ``(byte offset, label, image_bytes)``; needs no index.
 
         Follows the same rule as :attr:`image_keys`: a leading InsightFace header is skipped and
         the scan stops at the key it names (the identity records after are not images).
         """
         end = None
-        for position, (_, parts) in enumerate(self._scan()):
+        for position, (offset, parts) in enumerate(self._scan()):
             if end is not None and position >= end:
                 return
-            label, image = unpack_record(self._join_parts(parts))
-            if position == 0 and isinstance(label, np.ndarray) and not image:
-                end = int(label[0])
-                continue
-            yield label, image
+            label, image = self._unpack(self._join_parts(parts), offset)
+            if position == 0:
+                end = self._header_end(label, image, offset)
+                if end is not None:
+                    continue
+            yield offset, label, image
 
     def close(self) -> None:
         if self._file is not None:
@@ -324,67 +368,3 @@ class RecordIOReader:
 
     def __repr__(self) -> str:
         return f"RecordIOReader({str(self.rec_path)!r}, images={len(self)}, records={len(self.keys)})"
-
-
-def _identity_ranges(labels: list[float]) -> list[tuple[int, int]] | None:
-    """``(start, end)`` key ranges per identity (images at keys ``1..N``), or None if not contiguous."""
-    values = np.asarray(labels, dtype=np.float64)
-    if values.size == 0 or not np.all((values >= 0) & (values == np.round(values))):
-        return None
-    ids = values.astype(np.int64)
-    boundaries = np.flatnonzero(np.diff(ids)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(ids)]])
-    if len(np.unique(ids[starts])) != len(starts):
-        return None  # an identity's images are split into several runs
-    return [(int(s) + 1, int(e) + 1) for s, e in zip(starts, ends)]
-
-
-def write_recordio(
-    rec_path: str | os.PathLike,
-    idx_path: str | os.PathLike | None,
-    items: Iterable[tuple[Label, bytes]],
-    header_record: bool = True,
-) -> int:
-    """Write ``(label, image_bytes)`` items as a ``.rec`` (+ ``.idx``) in the real MXNet byte format.
-
-    With ``header_record`` the layout is InsightFace's: key 0 is a header (``flag = 2``), images get
-    keys ``1..N``, and when every image label is an integer identity whose images are contiguous,
-    one record per identity follows (label ``(start, end)``) and the header label is
-    ``(N + 1, N + 1 + num_identities)``; otherwise the header is ``(N + 1, N + 1)``. The header is
-    patched in place at the end, so ``items`` is streamed (only the scalar labels are kept).
-    Without ``header_record`` images get keys ``0..N-1``.
-
-    Returns:
-        the number of image records written.
-    """
-    offsets: list[int] = []
-    identity_labels: list[float] = []
-    with open(rec_path, "wb") as rec:
-
-        def write(payload: bytes) -> None:
-            offsets.append(rec.tell())
-            rec.write(_frame(payload))
-
-        if header_record:
-            write(pack_record(np.zeros(2, np.float32), b""))
-        for label, image_bytes in items:
-            if header_record and len(offsets) >= _FLOAT32_EXACT - 1:
-                raise ValueError(
-                    f"an InsightFace header stores key counts as float32, exact only up to {_FLOAT32_EXACT}: "
-                    "write this many images with header_record=False"
-                )
-            write(pack_record(label, image_bytes, record_id=len(offsets)))
-            identity_labels.append(float(label) if isinstance(label, numbers.Number) else float(np.ravel(label)[0]))
-        num_images = len(identity_labels)
-        if header_record:
-            ranges = _identity_ranges(identity_labels) or []
-            for start, end in ranges:
-                write(pack_record(np.array([start, end], np.float32), b""))
-            header = pack_record(np.array([num_images + 1, num_images + 1 + len(ranges)], np.float32), b"")
-            rec.seek(0)
-            rec.write(_frame(header))  # same size as the placeholder: 24-byte IRHeader + 2 floats
-    if idx_path is not None:
-        with open(idx_path, "w", encoding="ascii") as idx:
-            idx.writelines(f"{key}\t{offset}\n" for key, offset in enumerate(offsets))
-    return num_images

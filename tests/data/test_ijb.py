@@ -114,3 +114,33 @@ def test_missing_files(release, tmp_path):
     (release / "IJBC" / "meta" / "ijbc_template_pair_label.txt").unlink()
     with pytest.raises(FileNotFoundError, match="template pair file"):
         load_ijb(release)
+
+
+_LANDMARK_ROWS = "".join(f"{i} {' '.join(map(str, _landmarks(r)))} 0.9\n" for r, i in enumerate(IMAGES))
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("ijbc_template_pair_label.txt", b"11 12 1\n99999999999999999999999 12 1\n", "ijbc_template_pair_label.txt: malformed"),
+        ("ijbc_name_5pts_score.txt", _LANDMARK_ROWS.replace("0.9\n", "inf\n", 1).encode(),
+         "ijbc_name_5pts_score.txt:1: a landmark value is not finite"),
+        ("ijbc_name_5pts_score.txt", _LANDMARK_ROWS.replace("0.5", "nan", 1).encode(),
+         "ijbc_name_5pts_score.txt:1: expected 12 columns of numbers .* missing or NaN"),
+        ("ijbc_1N_gallery_G1.csv", b"", "ijbc_1N_gallery_G1.csv: not a readable 1:N template CSV"),
+        ("ijbc_1N_gallery_G1.csv", "TEMPLATE_ID,SUBJECT_ID,FILENAME\n11,7,Jos\u00e9.jpg\n".encode("latin-1"),
+         "ijbc_1N_gallery_G1.csv: not a readable 1:N template CSV: 'utf-8' codec"),
+        ("ijbc_1N_gallery_G1.csv", b"TEMPLATE_ID,SUBJECT_ID\n99999999999999999999999,7\n",
+         r"ijbc_1N_gallery_G1.csv: TEMPLATE_ID and SUBJECT_ID must be integers \(int64\)"),
+    ],
+)
+def test_hostile_metadata_names_the_file(release, name, data, message):
+    # Issue 13: out-of-range integers, inf/NaN landmarks, empty or Latin-1 CSVs: one ValueError naming the file.
+    (release / "IJBC" / "meta" / name).write_bytes(data)
+    with pytest.raises(ValueError, match=message):
+        load_ijb(release)
+
+
+def test_bom_in_template_csv_is_accepted(release):
+    (release / "IJBC" / "meta" / "ijbc_1N_gallery_G1.csv").write_bytes(b"\xef\xbb\xbfTEMPLATE_ID,SUBJECT_ID\n11,7\n12,8\n")
+    assert load_ijb(release).identification["gallery_G1"].template_ids.tolist() == [11, 12]

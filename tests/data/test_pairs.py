@@ -18,13 +18,13 @@ import datasets
 from hf_facerec.data.pairs import (
     PAIR_FEATURES,
     UnsafePickleError,
-    contiguous_folds,
     load_bin_pairs,
     load_csv_pairs,
     load_lfw_pairs,
     load_rfw_pairs,
     make_pair_dataset,
 )
+from hf_facerec.data.pairset import contiguous_folds
 
 
 def _jpeg(seed: int) -> bytes:

@@ -20,8 +20,8 @@ from hf_facerec.data.recordio import (
     RecordIOReader,
     pack_record,
     unpack_record,
-    write_recordio,
 )
+from hf_facerec.data.recordio_write import write_recordio
 
 MAGIC = struct.pack("<I", RECORDIO_MAGIC)
 
@@ -150,9 +150,9 @@ def test_non_contiguous_identities_write_no_identity_records(tmp_path):
 
 
 def test_header_counts_must_stay_exact_in_float32(tmp_path, monkeypatch):
-    import hf_facerec.data.recordio as recordio
+    import hf_facerec.data.recordio_write as recordio_write
 
-    monkeypatch.setattr(recordio, "_FLOAT32_EXACT", 4)  # stands in for 2**24 records
+    monkeypatch.setattr(recordio_write, "_FLOAT32_EXACT", 4)  # stands in for 2**24 records
     with pytest.raises(ValueError, match="header_record=False"):
         write_recordio(tmp_path / "big.rec", None, [(0.0, b"x")] * 4)
     assert write_recordio(tmp_path / "big.rec", None, [(0.0, b"x")] * 4, header_record=False) == 4
