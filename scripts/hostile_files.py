@@ -71,7 +71,7 @@ def _pickles(w, sentinel: Path) -> None:
 
 
 def _recordio(w) -> None:
-    from hf_facerec.data.recordio import write_recordio
+    from hf_facerec.data.recordio_write import write_recordio
 
     def fresh(name: str) -> tuple[Path, Path]:
         folder = w.root / "rec" / name
