@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hf_facerec._files import atomic_write
 from hf_facerec.data.preprocess import LandmarkedImage
 
 __all__ = ["EmbeddingCache", "array_checksum", "embed_images", "image_key", "model_fingerprint", "unique_pair_images"]
@@ -133,11 +134,11 @@ class EmbeddingCache:
         """Write ``array`` and ``meta`` (plus the array's checksum) atomically under ``key``."""
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = {**meta, _CHECKSUM_FIELD: array_checksum(array)}
-        writers = {".json": lambda p: p.write_text(json.dumps(meta, indent=1)), ".npy": lambda p: np.save(p, array)}
-        for suffix, write in writers.items():  # the array last: a .npy on disk always has its sidecar
-            partial = self._path(f".{key}.{os.getpid()}", suffix)  # atomic: never a half-written file
-            write(partial)
-            os.replace(partial, self._path(key, suffix))
+        # The array last: a .npy on disk always has its sidecar. atomic_write: never a half-written file.
+        with atomic_write(self._path(key, ".json")) as handle:
+            handle.write(json.dumps(meta, indent=1))
+        with atomic_write(self._path(key, ".npy"), "wb") as handle:
+            np.save(handle, array)
 
 
 def _read_npy(path: Path) -> np.ndarray:
