@@ -51,6 +51,8 @@ def _as_labels(labels, n: int, name: str = "labels", require_both: bool = True) 
     if arr.dtype != bool:
         if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise ValueError(f"{name} must be binary (0/1 or bool), got dtype {arr.dtype}")
+        if arr.dtype.kind == "f" and not _all_finite(arr):  # a null stored by evaluate/pandas arrives as NaN
+            raise ValueError(f"{name} contains NaN or inf (a missing label?) at index {int(np.flatnonzero(~np.isfinite(arr))[0])}")
         # min/max are two fast reductions; for integers they prove the values are {0, 1}.
         if arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name} must be binary (0/1 or bool), found values outside [0, 1]")
@@ -62,6 +64,43 @@ def _as_labels(labels, n: int, name: str = "labels", require_both: bool = True) 
         if n_pos == 0 or n_pos == arr.size:
             kind = "impostor (0)" if n_pos == arr.size else "genuine (1)"
             raise ValueError(f"{name} contain one class only: no {kind} pairs, rates are undefined")
+    return arr
+
+
+def _group_kind(t: type) -> str:
+    """"str", "number" or the type's name: values of two kinds cannot be sorted together."""
+    if issubclass(t, str):
+        return "str"
+    return "number" if issubclass(t, (int, float, np.number, np.bool_)) else t.__name__
+
+
+def _as_groups(groups, n: int, name: str = "groups") -> np.ndarray:
+    """Return group names, shape (n,): no None, no NaN/inf, one orderable kind (all str or all numbers).
+
+    ``np.unique`` on an object array with None or mixed str/int raises a bare TypeError, and a NaN
+    group compares unequal to itself (every NaN pair its own group): refuse both, with the index.
+    """
+    arr = np.asarray(groups)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+    if arr.dtype.kind == "O":
+        missing = np.equal(arr, None)
+        if missing.any():
+            raise ValueError(
+                f"{name} contains None (a pair without a group) at index {int(np.flatnonzero(missing)[0])}: "
+                "name its group or leave the pair out"
+            )
+        not_self = np.not_equal(arr, arr)  # elementwise in C: True only for NaN-like objects
+        if not_self.any():
+            raise ValueError(f"{name} contains NaN at index {int(np.flatnonzero(not_self)[0])}")
+        # One pass over the types (far cheaper than the object sort np.unique does next).
+        kinds = {_group_kind(t) for t in set(map(type, arr.tolist()))}
+        if len(kinds) > 1:
+            raise ValueError(f"{name} mixes {' and '.join(sorted(kinds))} values, which cannot be ordered together")
+    elif arr.dtype.kind not in "biufUS":
+        raise ValueError(f"{name} must be strings or numbers, got dtype {arr.dtype}")
+    elif arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf (at index {int(np.flatnonzero(~np.isfinite(arr))[0])})")
     return arr
 
 

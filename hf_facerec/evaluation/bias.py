@@ -29,7 +29,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._checks import _as_group_rates, _as_labels, _as_rates, _as_scores, _json_float
+from ._checks import _as_group_rates, _as_groups, _as_labels, _as_rates, _as_scores, _json_float
 from .sample_size import CI_LABEL, far_measurable, min_impostors, wilson_interval
 from .roc import DEFAULT_FARS, threshold_at_far
 from .verification import verification_report
@@ -48,12 +48,7 @@ __all__ = [
 
 def _group_codes(groups, n: int) -> tuple[list, np.ndarray]:
     """(group names (K,) as Python scalars, code per pair (n,) in [0, K))."""
-    arr = np.asarray(groups)
-    if arr.shape != (n,):
-        raise ValueError(f"groups must have shape ({n},), got {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError("groups contains NaN or inf")
-    names, codes = np.unique(arr, return_inverse=True)
+    names, codes = np.unique(_as_groups(groups, n), return_inverse=True)
     return names.tolist(), codes.reshape(-1)
 
 

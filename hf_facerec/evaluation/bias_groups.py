@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._checks import _as_scores, _json_float
+from ._checks import _as_groups, _as_scores, _json_float
 from .bias import bias_report, gini_coefficient, max_min_ratio
 from .sample_size import CI_LABEL, far_measurable, min_impostors, wilson_interval
 from .roc import impostor_threshold
@@ -88,10 +88,7 @@ def impostor_fmr_report(scores, groups, far: float | None = 1e-3, threshold: flo
         ValueError: bad scores/groups, fewer than 2 groups, or ``far < 1 / N`` without a threshold.
     """
     scores = _as_scores(scores)
-    groups = np.asarray(groups, dtype=object)
-    if groups.shape != scores.shape:
-        raise ValueError(f"groups must have shape {scores.shape}, got {groups.shape}")
-    names, codes = np.unique(groups.astype(str), return_inverse=True)
+    names, codes = np.unique(_as_groups(groups, scores.size).astype(str), return_inverse=True)
     if names.size < 2:
         raise ValueError(f"an FMR comparison needs at least 2 groups, got {names.tolist()}")
     if threshold is None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..evaluation._checks import _rate_key
 from ..evaluation.verification import tar_at_far, threshold_at_far
+from ..models.thresholds import check_verification_thresholds
 
 __all__ = [
     "CALIBRATION_FARS",
@@ -162,7 +163,7 @@ def store_thresholds(model_or_config, calibration: ThresholdCalibration):
     config = getattr(model_or_config, "config", model_or_config)
     if not hasattr(config, "embedding_size"):
         raise ValueError(f"expected a FaceRec model or FaceRecConfig, got {type(model_or_config).__name__}")
-    config.verification_thresholds = dict(calibration.thresholds)
+    config.verification_thresholds = check_verification_thresholds(calibration.thresholds, "calibration.thresholds")
     config.threshold_pair_set = calibration.pair_set
     config.threshold_flip = calibration.flip
     return config
@@ -176,18 +177,22 @@ def stored_threshold(config, far: float | str | None = None) -> tuple[str, float
     Raises:
         ValueError: nothing calibrated, or no measured threshold at `far` (lists what is there).
     """
-    stored = {k: v for k, v in (getattr(config, "verification_thresholds", None) or {}).items() if v is not None}
+    # Validated here too: a config attribute set after loading never went through FaceRecConfig's check.
+    raw = check_verification_thresholds(getattr(config, "verification_thresholds", None), "config.verification_thresholds")
+    stored = {k: v for k, v in (raw or {}).items() if v is not None}
     if not stored:
         raise ValueError(
             "this model has no calibrated verification threshold: pass threshold=... or calibrate it "
             "(hf_facerec.hub.calibration, hf-facerec push --calibrate-pairs)"
         )
+    by_far = {float(k): k for k in stored}  # keys are validated FARs: "0.001" and "1e-03" are one target
     if far is None:
-        key = _rate_key(DEFAULT_FAR)
-        if key not in stored:  # the strictest measured target is the safest default
-            key = min(stored, key=float)
+        target = DEFAULT_FAR if DEFAULT_FAR in by_far else min(by_far)  # else the strictest measured: the safest default
     else:
-        key = far if isinstance(far, str) else _rate_key(float(far))
-    if key not in stored:
-        raise ValueError(f"no threshold measured at FAR {key}; stored: {sorted(stored, key=float)}")
-    return key, float(stored[key])
+        try:
+            target = float(far)
+        except ValueError:
+            raise ValueError(f"far must be a number, got {far!r}") from None
+    if target not in by_far:
+        raise ValueError(f"no threshold measured at FAR {_rate_key(target)}; stored: {sorted(stored, key=float)}")
+    return by_far[target], float(stored[by_far[target]])

@@ -17,6 +17,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from .backbones import CLS_TOKEN_BACKBONES
 from .configuration_iresnet import IResNetConfig, to_size_pair
 from .configuration_mobilefacenet import MobileFaceNetConfig
+from .thresholds import check_verification_thresholds
 
 # Backbone families defined by this package. They are resolved here rather than through AutoConfig so that a
 # checkpoint loaded with ``trust_remote_code=True`` (where nobody registered them) still finds its backbone.
@@ -112,6 +113,8 @@ class FaceRecConfig(PreTrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        # Thresholds decide is_same: a stored "NaN" must fail on load, naming its key, not reject every pair.
+        self.verification_thresholds = check_verification_thresholds(self.verification_thresholds, "config.verification_thresholds")
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.embedding_head not in EMBEDDING_HEADS:

@@ -150,3 +150,25 @@ def test_bad_inputs_raise():
         B.fairness_discrepancy_rate([0.1, 0.2], [0.1, 0.2], alpha=-0.1)
     with pytest.raises(ValueError, match="groups"):
         B.garbe([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (None, r"groups contains None \(a pair without a group\) at index 3"),
+        (float("nan"), r"groups contains NaN at index 3"),
+        (7, r"groups mixes number and str values"),
+    ],
+)
+def test_groups_with_none_nan_or_mixed_kinds_get_one_clear_error(bad, message):
+    # Issue 13: np.unique raised a bare TypeError on None / mixed kinds; a NaN group split per pair.
+    from hf_facerec.evaluation.bias_groups import impostor_fmr_report
+
+    labels = np.tile([1, 0], 20)
+    scores = np.where(labels == 1, 0.8, 0.2) + np.linspace(0, 0.01, 40)
+    groups = np.array(["a", "b"] * 20, dtype=object)
+    groups[3] = bad
+    with pytest.raises(ValueError, match=message):
+        B.bias_report(scores, labels, groups, far=0.1, n_folds=2)
+    with pytest.raises(ValueError, match=message):
+        impostor_fmr_report(scores, groups, far=0.1)

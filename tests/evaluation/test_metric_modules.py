@@ -90,7 +90,7 @@ def test_gradio_widget_computes_from_a_table():
     interface = build_gradio_widget(module)
     table = [["0.9", "1"], ["0.2", "0"], ["0.8", "1"], ["0.1", "0"], ["", ""]]  # blank row ignored
     got = interface.fn(table, '{"n_folds": 2, "fars": [0.5]}')
-    assert got == verification_report(np.float32([0.9, 0.2, 0.8, 0.1]), [1, 0, 1, 0], n_folds=2, fars=[0.5])
+    assert got == verification_report([0.9, 0.2, 0.8, 0.1], [1, 0, 1, 0], n_folds=2, fars=[0.5])  # JSON cells: float64
 
 
 def test_verification_module_flags_177_impostors_at_far_1e3():
@@ -99,3 +99,95 @@ def test_verification_module_flags_177_impostors_at_far_1e3():
     scores = np.where(labels == 1, rng.normal(0.7, 0.1, labels.size), rng.normal(0.1, 0.1, labels.size))
     got = load_metric("face_verification").compute(predictions=scores, references=labels, fars=(1e-3, 1e-2))
     assert got["tar_at_far_measurable"] == {"1e-03": False, "1e-02": True} and got["unmeasurable"] == ["tar_at_far.1e-03"]
+
+
+# Issue 13: the modules' declared types used to change the data before the core saw it.
+_VERIFY = {"n_folds": None, "fars": (0.5,)}
+
+
+def _both(module_name, core_function, module: dict, core: dict):
+    """(module result or error text, core result or error text) for the same inputs."""
+    out = []
+    for run in (lambda: evaluate.load(str(metric_path(module_name))).compute(**module), lambda: core_function(**core)):
+        try:
+            out.append(run())
+        except ValueError as err:
+            out.append(f"ValueError: {err}")
+    return out
+
+
+@pytest.mark.parametrize(
+    "references, message",
+    [([0.7, 1, 0, 1], "found non-integer values"), ([1.5, 0, 1, 0], "outside [0, 1]"), ([1, None, 0, 1], "NaN")],
+)
+def test_verification_module_refuses_references_the_core_refuses(references, message):
+    scores = [0.9, 0.2, 0.8, 0.1]
+    got, expected = _both(
+        "face_verification",
+        verification_report,
+        module={"predictions": scores, "references": references, **_VERIFY},
+        core={"scores": scores, "labels": np.array(references, dtype=float), **_VERIFY},
+    )
+    assert isinstance(got, str) and got == expected and message in got  # was: 0.7 -> 0 (auc 0.0), 1.5 -> 1
+
+
+def test_verification_module_keeps_float64_scores_distinct():
+    # Distinct in float64, one value in float32: the core's AUC is 0.75; float32 storage gave 0.5.
+    scores = 0.3 + np.arange(4) * 1e-9
+    labels = np.array([0, 1, 0, 1])
+    expected = verification_report(scores, labels, **_VERIFY)
+    assert expected["auc"] == 0.75
+    assert evaluate.load(str(metric_path("face_verification"))).compute(predictions=scores, references=labels, **_VERIFY) == expected
+    assert load_metric("face_verification").compute(predictions=scores.tolist(), references=labels.tolist(), **_VERIFY) == expected
+
+
+def test_verification_module_hands_float32_scores_over_as_float32():
+    # Adjacent float32 scores: the k-fold midpoint threshold rounds to the lower one in float32, so
+    # the core's float32 answer (0.5) differs from its float64 one (1.0); the module must give the former.
+    low = np.float32(1.0)
+    scores = np.array([low, np.nextafter(low, np.float32(2))] * 2, dtype=np.float32)
+    labels, folds = np.array([0, 1, 0, 1], dtype=np.int8), np.array([0, 0, 1, 1])
+    expected = verification_report(scores, labels, folds=folds, fars=(0.5,))
+    assert expected["accuracy"] == 0.5 and verification_report(scores.astype(np.float64), labels, folds=folds)["accuracy"] == 1.0
+    module = load_metric("face_verification")
+    module.add_batch(predictions=scores[:2], references=labels[:2])
+    module.add_batch(predictions=scores[2:], references=labels[2:])
+    assert module.compute(folds=folds, fars=(0.5,)) == expected
+    assert "_caller_dtypes" not in module.__dict__  # forgotten with the batches
+
+
+def test_bias_module_groups_with_none_get_a_clear_message():
+    scores, labels = _pairs(1, n=40)
+    groups = ["a", None, "b", "a"] * 10
+    got, expected = _both(
+        "face_bias",
+        bias_report,
+        module={"predictions": scores, "references": labels, "groups": groups, "far": 0.1, "n_folds": 2},
+        core={"scores": scores, "labels": labels, "groups": np.array(groups, dtype=object), "far": 0.1, "n_folds": 2},
+    )
+    assert got == expected == "ValueError: groups contains None (a pair without a group) at index 1: name its group or leave the pair out"
+
+
+def test_bias_module_keeps_float64_scores():
+    rng = np.random.default_rng(5)
+    labels = np.tile([1, 0], 200)
+    scores = 0.5 + np.where(labels == 1, rng.normal(2e-9, 1e-9, 400), rng.normal(0, 1e-9, 400))  # one float32 value
+    groups = np.repeat(np.array(["a", "b"]), 200)
+    expected = bias_report(scores, labels, groups, far=0.02)
+    assert expected["groups"]["a"]["auc"] > 0.8
+    assert load_metric("face_bias").compute(predictions=scores, references=labels, groups=groups, far=0.02) == expected
+
+
+def test_identification_module_keeps_float64_embeddings_and_refuses_lossy_ids():
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(30, 8))
+    probe = gallery[:20] + 1e-9 * rng.normal(size=(20, 8))  # float64 probes: no float32 round trip
+    got = load_metric("face_identification").compute(
+        predictions=probe, references=np.arange(20), gallery_embeddings=gallery, gallery_labels=np.arange(30)
+    )
+    assert got == identification_report(probe, np.arange(20), gallery, np.arange(30))
+    for ids, shown in (([0, 1, 2.5], "2.5 at index 2"), ([0, None, 2], "None at index 1"), (["a", "b", "c"], "'a' at index 0")):
+        with pytest.raises(ValueError, match=f"references must be integer ids .*got {shown}"):
+            load_metric("face_identification").compute(
+                predictions=probe[:3], references=ids, gallery_embeddings=gallery, gallery_labels=np.arange(30)
+            )

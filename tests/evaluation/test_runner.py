@@ -458,3 +458,18 @@ def test_evaluate_full_disk_leaves_no_partial_file(model, data_dir, tmp_path, ca
     _one_line(capsys, f"hf-facerec evaluate: error: cannot write {out / victim}: No space left on device")
     assert not (out / victim).exists()
     assert not [p for p in out.rglob(".*")], "a partial file was left behind"
+
+
+def test_a_tampered_cache_entry_is_recomputed_not_trusted(model, data_dir, tmp_path, monkeypatch, caplog):
+    # Issue 13: a cached .npy replaced by random finite values gave 50% instead of the real accuracy.
+    kwargs = dict(far=0.1, cache_dir=tmp_path / "cache", plots=False)
+    first = evaluate_model(model, "lfw", data_dir, tmp_path / "out", **kwargs)["benchmarks"]["lfw"]
+    (entry,) = (tmp_path / "cache").glob("*.npy")
+    real = np.load(entry)
+    np.save(entry, np.random.default_rng(0).normal(size=real.shape).astype(np.float32))
+    calls = _count_embed_calls(monkeypatch)
+    with caplog.at_level("WARNING", logger="hf_facerec.benchmarks.cache"):
+        again = evaluate_model(model, "lfw", data_dir, tmp_path / "out2", **kwargs)["benchmarks"]["lfw"]
+    assert calls == [first["n_images"]] and again["cache"] == "miss" and again["verification"] == first["verification"]
+    assert [r.getMessage() for r in caplog.records if "checksum" in r.getMessage()] != []
+    assert np.array_equal(np.load(entry), real)  # rewritten with the recomputed embeddings

@@ -107,3 +107,51 @@ def test_bad_inputs_are_clear_errors():
         stored_threshold(FaceRecConfig())
     with pytest.raises(ValueError, match="FaceRec"):
         store_thresholds(object(), calibrate_thresholds(scores, labels, "toy"))
+
+
+@pytest.mark.parametrize(
+    "thresholds, message",
+    [
+        ({"1e-03": "NaN"}, r"config.verification_thresholds\['1e-03'\] = 'NaN' is not a number"),
+        ({"1e-03": float("nan")}, r"\['1e-03'\] = nan is not a cosine similarity threshold"),  # json writes/reads NaN
+        ({"1e-03": float("inf")}, r"\['1e-03'\] = inf is not a cosine"),
+        ({"1e-03": 7.0}, r"\['1e-03'\] = 7.0 is not a cosine similarity threshold \(finite, in \[-1, 1\]\)"),
+        ({"1e-03": True}, r"\['1e-03'\] = True is not a number"),
+        ({"far": 0.3}, r"key 'far' is not a FAR"),
+        ({"0": 0.3}, r"key '0' is not a FAR"),
+        ({"2": 0.3}, r"key '2' is not a FAR"),
+        ({"NaN": 0.3}, r"key 'NaN' is not a FAR"),
+        ({"1e-03": 0.3, "0.001": 0.4}, r"keys '1e-03' and '0.001' name the same FAR"),
+        ([0.3], r"config.verification_thresholds must be a mapping"),
+    ],
+)
+def test_hostile_stored_thresholds_fail_on_load_naming_the_key(tmp_path, thresholds, message):
+    # Issue 13: {"1e-03": "NaN"} in config.json gave is_same=False, threshold=nan for every pair.
+    from transformers import AutoConfig
+
+    tiny_facerec().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "verification_thresholds": thresholds}))
+    for load in (FaceRecModel.from_pretrained, FaceRecConfig.from_pretrained, AutoConfig.from_pretrained):
+        with pytest.raises(ValueError, match=message):
+            load(tmp_path)
+    config = FaceRecConfig()
+    config.verification_thresholds = thresholds  # set after loading: the reader checks again
+    with pytest.raises(ValueError, match=message):
+        stored_threshold(config)
+
+
+def test_valid_stored_thresholds_load_and_any_spelling_of_a_far_is_found(tmp_path):
+    model = tiny_facerec()
+    model.config.verification_thresholds = {"0.001": 0.31, "1e-04": None, "1e-02": -0.05, "0.1": 1.00001}
+    model.save_pretrained(tmp_path)
+    config = FaceRecModel.from_pretrained(tmp_path).config
+    assert config.verification_thresholds == {"0.001": 0.31, "1e-04": None, "1e-02": -0.05, "0.1": 1.00001}
+    assert stored_threshold(config) == ("0.001", 0.31)  # the default FAR 1e-3, written another way
+    assert stored_threshold(config, "1e-03") == stored_threshold(config, 0.001) == ("0.001", 0.31)
+    with pytest.raises(ValueError, match="far must be a number, got 'often'"):
+        stored_threshold(config, "often")
+    scores, labels = _toy()
+    calibration = calibrate_thresholds(scores, labels, "toy")
+    with pytest.raises(ValueError, match=r"calibration.thresholds\['1e-03'\] = 'NaN' is not a number"):
+        store_thresholds(model, type(calibration)(**{**calibration.to_dict(), "thresholds": {"1e-03": "NaN"}}))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datasets
 import evaluate
-import numpy as np
 
 from hf_facerec.evaluation import bias_report
+from hf_facerec.metrics._inputs import CallerDtypes, column_values
 
 _DESCRIPTION = """\
 Demographic differentials of 1:1 face verification for any grouping column (ethnicity, gender,
@@ -57,26 +57,28 @@ _CITATION = """\
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class FaceBias(evaluate.Metric):
+class FaceBias(CallerDtypes, evaluate.Metric):
     """Per-group verification accuracy and error rates, with FDR / GARBE / SER summaries."""
 
+    _float_inputs = ("predictions", "references")
+
     def _info(self) -> evaluate.MetricInfo:
+        # float64 scores and labels: stored exactly, so the core validates what the caller passed (see _inputs).
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {
-                    "predictions": datasets.Value("float32"),
-                    "references": datasets.Value("int32"),
+                    "predictions": datasets.Value("float64"),
+                    "references": datasets.Value("float64"),
                     "groups": datasets.Value("string"),
                 }
             ),
-            format="numpy",
+            format="arrow",  # "numpy" would hand float64 columns over as float32
             reference_urls=["https://arxiv.org/abs/2203.05051", "https://doi.org/10.1109/TBIOM.2021.3102862"],
         )
 
     def _compute(self, predictions, references, groups, far: float = 1e-3, alpha: float = 0.5, folds=None, n_folds: int = 10) -> dict:
-        return bias_report(
-            np.asarray(predictions), np.asarray(references), np.asarray(groups), far=far, alpha=alpha, folds=folds, n_folds=n_folds
-        )
+        scores, labels = self._caller_array("predictions", predictions), self._caller_array("references", references)
+        return bias_report(scores, labels, column_values(groups), far=far, alpha=alpha, folds=folds, n_folds=n_folds)

@@ -13,6 +13,7 @@ import evaluate
 import numpy as np
 
 from hf_facerec.evaluation import DEFAULT_FPIRS, identification_report
+from hf_facerec.metrics._inputs import CallerDtypes
 
 _DESCRIPTION = """\
 Face identification (1:N) metrics from embeddings. Closed set: rank-k identification rates
@@ -52,16 +53,19 @@ _CITATION = """\
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class FaceIdentification(evaluate.Metric):
+class FaceIdentification(CallerDtypes, evaluate.Metric):
     """1:N identification: probe embeddings + ids against a gallery -> rank-k, TPIR@FPIR."""
 
+    _integer_inputs = ("references",)
+
     def _info(self) -> evaluate.MetricInfo:
+        # float64 embeddings: stored exactly, handed to the core in the caller's dtype (see _inputs).
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
-                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
+                {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}
             ),
             # No "numpy" format: evaluate allows it only for scalar features; lists are stacked below.
             reference_urls=["https://doi.org/10.6028/NIST.IR.8271"],
@@ -72,7 +76,7 @@ class FaceIdentification(evaluate.Metric):
     ) -> dict:
         if gallery_embeddings is None or gallery_labels is None:
             raise ValueError("face_identification needs gallery_embeddings and gallery_labels passed to compute()")
-        probe = np.asarray(predictions, dtype=np.float32)  # list of P lists of D floats -> (P, D)
+        probe = self._caller_array("predictions", predictions)  # list of P lists of D floats -> (P, D)
         return identification_report(
             probe, np.asarray(references), np.asarray(gallery_embeddings), np.asarray(gallery_labels), ks=ks, fpirs=fpirs, rank=rank
         )

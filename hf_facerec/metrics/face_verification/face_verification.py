@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datasets
 import evaluate
-import numpy as np
 
 from hf_facerec.evaluation import DEFAULT_FARS, verification_report
+from hf_facerec.metrics._inputs import CallerDtypes
 
 _DESCRIPTION = """\
 Face verification (1:1) metrics from similarity scores of image pairs: k-fold accuracy
@@ -54,18 +54,22 @@ _CITATION = """\
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class FaceVerification(evaluate.Metric):
+class FaceVerification(CallerDtypes, evaluate.Metric):
     """1:1 verification: scores of pairs + same/different labels -> accuracy, TAR@FAR, EER, AUC."""
 
+    _float_inputs = ("predictions", "references")
+
     def _info(self) -> evaluate.MetricInfo:
+        # float64 for both: stored exactly, so the core validates what the caller passed (see _inputs).
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("float32"), "references": datasets.Value("int32")}),
-            format="numpy",
+            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
+            format="arrow",  # "numpy" would hand float64 columns over as float32
             reference_urls=["https://vis-www.cs.umass.edu/lfw/", "https://doi.org/10.1016/j.patrec.2005.10.010"],
         )
 
     def _compute(self, predictions, references, folds=None, n_folds: int | None = 10, fars=DEFAULT_FARS) -> dict:
-        return verification_report(np.asarray(predictions), np.asarray(references), folds=folds, fars=fars, n_folds=n_folds)
+        scores, labels = self._caller_array("predictions", predictions), self._caller_array("references", references)
+        return verification_report(scores, labels, folds=folds, fars=fars, n_folds=n_folds)
