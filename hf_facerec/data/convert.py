@@ -27,14 +27,13 @@ from tqdm.auto import tqdm
 import datasets
 
 from .folders import (
-    IMAGE_EXTENSIONS,
     _check_root,
     _identity_dirs,
     identity_features,
-    list_identity_images,
     select_identities,
 )
 from .images import InvalidImageError, load_rgb
+from .listing import list_folder_images
 from .recordio import RecordIOError, RecordIOReader
 
 __all__ = ["ConversionReport", "recordio_to_parquet", "folder_to_parquet", "stream_recordio", "RECORDIO_FEATURES"]
@@ -49,7 +48,8 @@ class ConversionReport:
 
     Attributes:
         num_images: rows written.
-        num_skipped: images skipped because they did not decode.
+        num_skipped: files skipped: images that did not decode (and, from a folder, files that are not
+            images or links leaving the root).
         skipped: the first few skipped items (RecordIO key or file path).
         num_classes: ``max(label) + 1`` over the written rows (0 when none).
         shards: the Parquet files, in order.
@@ -254,10 +254,10 @@ def recordio_to_parquet(
         )  # fmt: skip
 
 
-def _folder_items(root: Path, names: Sequence[str], extensions: Sequence[str]) -> Iterator[tuple]:
+def _folder_items(root: Path, images: dict[str, list[str]], names: Sequence[str]) -> Iterator[tuple]:
     """``(relative path, label, file bytes, relative path)`` per image, one identity folder at a time."""
     for label, name in enumerate(names):
-        for path in list_identity_images(root / name, extensions):
+        for path in images[name]:
             relative = os.path.relpath(path, root)
             yield relative, label, Path(path).read_bytes(), relative
 
@@ -273,23 +273,31 @@ def folder_to_parquet(
     max_identities: int | None = None,
     identity_subset: Literal["first", "random"] = "first",
     seed: int = 0,
-    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    extensions: Sequence[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> ConversionReport:
     """Convert ``root/<identity>/<image>`` to Parquet shards (``label`` is a ``ClassLabel`` of the names).
 
-    Identity selection is :func:`hf_facerec.data.folders.select_identities`; the stored image path
-    is relative to ``root``. Other arguments as in :func:`recordio_to_parquet`.
+    Images are found by content (:func:`hf_facerec.data.listing.list_folder_images`; ``extensions``, when
+    given, narrows to those suffixes); files that are not images, and links leaving ``root``, count as
+    skipped in the report. Identity selection is :func:`hf_facerec.data.folders.select_identities`; the
+    stored image path is relative to ``root``. Other arguments as in :func:`recordio_to_parquet`.
     """
     root = _check_root(root)
-    counts = {name: len(list_identity_images(root / name, extensions)) for name in _identity_dirs(root)}
-    names = select_identities(counts, min_images_per_identity, max_identities, identity_subset, seed)
+    listings = {name: list_folder_images(root / name, root=root, extensions=extensions) for name in _identity_dirs(root)}
+    names = select_identities({n: len(v.images) for n, v in listings.items()}, min_images_per_identity,
+                              max_identities, identity_subset, seed)
     output_dir = _prepare_output(output_dir, overwrite, shard_size, row_group_size, num_threads)
-    return _convert(
-        _folder_items(root, names, extensions), output_dir, identity_features(names), shard_size, row_group_size,
-        check_images, num_threads, sum(counts[n] for n in names), progress, f"folder -> Parquet ({root.name})",
+    report = _convert(
+        _folder_items(root, {n: listings[n].images for n in names}, names), output_dir, identity_features(names),
+        shard_size, row_group_size, check_images, num_threads, sum(len(listings[n].images) for n in names),
+        progress, f"folder -> Parquet ({root.name})",
     )  # fmt: skip
+    left_out = [os.path.relpath(path, root) for n in names for path, _ in listings[n].skipped]
+    report.num_skipped += len(left_out)
+    report.skipped.extend(left_out[: max(0, _MAX_REPORTED - len(report.skipped))])
+    return report
 
 
 @functools.lru_cache(maxsize=4)

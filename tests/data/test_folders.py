@@ -141,7 +141,9 @@ def test_streaming_matches_in_memory(faces):
 def test_folder_to_parquet_skips_corrupt(faces, tmp_path):
     (faces / "dave" / "99.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     report = folder_to_parquet(faces, tmp_path / "out", min_images_per_identity=2, shard_size=4, progress=False)
-    assert report.num_images == 11 and report.num_skipped == 1 and report.skipped == ["dave/99.jpg"]
+    # the undecodable JPEG, and the fixture's notes.txt (not an image: counted, not dropped without a word)
+    assert report.num_images == 11 and report.num_skipped == 2
+    assert sorted(report.skipped) == ["alice/notes.txt", "dave/99.jpg"]
     assert len(report.shards) == 3 and report.num_classes == 4
     loaded = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out"), split="train")
     assert loaded.features["label"].names == ["alice", "carol", "dave", "erin"]
