@@ -121,7 +121,8 @@ def kfold_accuracy(scores, labels, folds=None, n_folds: int = 10) -> dict:
             raise ValueError(f"the training folds for fold {k} contain one class only (pass folds= to mix classes in each fold)")
         _, threshold = _best_accuracy(_roc_counts(_SortedScores(ordered[train], train_genuine)))
         test = ~train
-        accuracies.append(float(np.mean((ordered[test] >= threshold) == genuine_sorted[test])))
+        # in float64: the midpoint threshold between two adjacent float32 scores would round onto one of them
+        accuracies.append(float(np.mean((ordered[test].astype(np.float64) >= threshold) == genuine_sorted[test])))
         thresholds.append(threshold)
     return {
         "mean": float(np.mean(accuracies)),

@@ -302,3 +302,14 @@ def test_core_imports_only_numpy():
             else:
                 continue
             assert set(mods) <= {"numpy", "__future__", "dataclasses", "math", "collections", "typing"}, (name, mods)
+
+
+def test_kfold_compares_float32_scores_in_float64():
+    """The midpoint threshold between two adjacent float32 scores is not a float32: comparing in float32 rounds
+    it onto the lower score and accepts the impostor (accuracy 0.5 instead of 1.0)."""
+    low = np.float32(1)
+    high = np.nextafter(low, np.float32(2))
+    scores = np.array([low, high, low, high], dtype=np.float32)
+    result = V.kfold_accuracy(scores, [0, 1, 0, 1], folds=[0, 0, 1, 1])
+    assert result["fold_accuracies"] == [1.0, 1.0]
+    assert float(low) < result["thresholds"][0] < float(high)
