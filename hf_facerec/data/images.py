@@ -109,8 +109,19 @@ def load_rgb(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, *
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, name)
     if isinstance(source, Image.Image):
-        return _to_rgb(_exif_transpose(source), name or _describe(source))
+        name = name or _describe(source)
+        return _to_rgb(_exif_transpose(_loaded(source, name)), name)
     return _decode(source, max_pixels, name)
+
+
+def _loaded(image: Image.Image, name: str) -> Image.Image:
+    """``image`` with its pixels decoded: a lazily opened image (``Image.open``, a ``datasets`` row) decodes on
+    first use, so a truncated file fails here, as one InvalidImageError naming it, not deep inside a caller."""
+    try:
+        image.load()
+    except Exception as exc:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
+        raise InvalidImageError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from exc
+    return image
 
 
 def to_rgb_array(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS, *, name: str | None = None) -> np.ndarray:
@@ -119,10 +130,11 @@ def to_rgb_array(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXEL
     An ``(H, W, 3)`` uint8 array is returned as it is (no copy, no check: the hot path of training on decoded
     crops); an RGB ``PIL`` image costs one copy (its EXIF orientation applied). The result may be read-only.
     """
-    if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3:
+    if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3 \
+            and source.size:  # an empty array goes the checked way (refused)
         return source
     if isinstance(source, Image.Image) and source.mode == "RGB":
-        return np.asarray(_exif_transpose(source))  # np.asarray copies PIL's buffer: the input stays untouched
+        return np.asarray(_exif_transpose(_loaded(source, name or _describe(source))))  # np.asarray copies PIL's buffer: the input stays untouched
     return np.asarray(load_rgb(source, max_pixels, name=name))
 
 
@@ -134,7 +146,8 @@ def _describe(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     if isinstance(source, Image.Image):
-        return f"<PIL image mode={source.mode} size={source.size}>"
+        path = getattr(source, "filename", "")  # set by Image.open on a path (datasets rows too)
+        return str(path) if path else f"<PIL image mode={source.mode} size={source.size}>"
     name = getattr(source, "name", None)  # open files know their path
     return str(name) if isinstance(name, (str, os.PathLike)) else f"<{type(source).__name__}>"
 

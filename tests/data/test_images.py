@@ -187,3 +187,24 @@ def test_bad_inputs(tmp_path):
         load_rgb(np.zeros((4, 4), dtype=object))
     with pytest.raises(InvalidImageError, match="empty"):
         load_rgb(np.zeros((0, 4, 3), dtype=np.uint8))
+
+
+def test_a_lazily_opened_truncated_image_is_refused_naming_its_file(tmp_path):
+    """Image.open (and datasets' Image feature) decode on first use: the truncation must surface as one
+    InvalidImageError naming the file, from load_rgb and to_rgb_array alike, not a bare OSError."""
+    from hf_facerec.data.images import to_rgb_array
+
+    path = tmp_path / "cut.jpg"
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[:-200])
+    for convert in (load_rgb, to_rgb_array):
+        with Image.open(path) as lazy, pytest.raises(InvalidImageError, match="cut.jpg"):
+            convert(lazy)
+
+
+def test_an_empty_uint8_array_is_refused_not_passed_through():
+    from hf_facerec.data.images import to_rgb_array
+
+    with pytest.raises(InvalidImageError, match="empty"):
+        to_rgb_array(np.zeros((0, 0, 3), np.uint8))
