@@ -109,6 +109,8 @@ class RecordIOReader:
         if not self.rec_path.is_file():
             raise FileNotFoundError(f"RecordIO file not found: {self.rec_path}")
         self._file_size = self.rec_path.stat().st_size
+        if self._file_size == 0:  # an empty file is no dataset: say so rather than read 0 images
+            raise RecordIOError(f"{self.rec_path}: empty RecordIO file (0 bytes): an interrupted copy or download?")
         self._file = None
         self._pid = None
         self._lock = threading.Lock()

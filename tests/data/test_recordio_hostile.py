@@ -71,11 +71,12 @@ def test_index_offsets_outside_or_misaligned_are_refused_before_reading(three, o
 def test_zero_byte_rec_is_an_error_not_an_empty_dataset(tmp_path, capsys):
     rec = tmp_path / "train.rec"
     rec.write_bytes(b"")
-    assert len(RecordIOReader(rec)) == 0
-    with pytest.raises(RecordIOError, match=f"{rec} holds no image records \\(0 bytes"):
+    with pytest.raises(RecordIOError, match=f"{rec}: empty RecordIO file \\(0 bytes\\)"):
+        RecordIOReader(rec)
+    with pytest.raises(RecordIOError, match=f"{rec}: empty RecordIO file"):
         recordio_to_parquet(rec, None, tmp_path / "o", progress=False)
     code, err = _convert_cli(rec, tmp_path / "o2", capsys)
-    assert code == 2 and "holds no image records" in err
+    assert code == 2 and "empty RecordIO file" in err and "train.rec" in err
 
 
 def _header_then_image(path, header_label) -> None:
