@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .data.images import IMAGE_SOURCE_TYPES, load_rgb
 from .data.preprocess import FaceInput
 from .models.image_processing_facerec import FaceRecImageProcessor
-from .models.modeling_facerec import FaceRecModel
+from .models.modeling_facerec import FaceRecModel, named_load_error
 
 FLIP_MODES = ("none", "sum", "concat")
 
@@ -89,6 +89,8 @@ class FaceEmbedder:
             processor = AutoImageProcessor.from_pretrained(name_or_path)
         except OSError:  # no preprocessor_config.json: derive one from the model config
             processor = None  # (a hostile one, e.g. size 10**5, raises its ValueError instead of being ignored)
+        except (ValueError, RecursionError) as error:
+            raise named_load_error(error, name_or_path) from error
         return cls(model, image_processor=processor, **kwargs)
 
     @property
@@ -126,7 +128,9 @@ class FaceEmbedder:
             n = pixel_values.shape[0]
             both = self._features(torch.cat([pixel_values, pixel_values.flip(-1)]))
             features = both[:n] + both[n:] if self.flip == "sum" else torch.cat([both[:n], both[n:]], dim=-1)
-        return F.normalize(check_finite_features(torch.as_tensor(features).float(), pixel_values), dim=-1).cpu()
+        features = check_finite_features(torch.as_tensor(features).float(), pixel_values,
+                                         model_name=getattr(self.model, "name_or_path", None))
+        return F.normalize(features, dim=-1).cpu()
 
     def _embed_batch(self, images: Sequence[Any], preprocess=None, start: int = 0) -> torch.Tensor:
         loaded = [self._load(image, preprocess, _input_name(image, start + i)) for i, image in enumerate(images)]
@@ -168,7 +172,9 @@ class NonFiniteEmbeddingError(ValueError):
     """The model produced NaN or infinite features: broken weights or image processor settings (``image_std`` 0)."""
 
 
-def check_finite_features(features: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+def check_finite_features(
+    features: torch.Tensor, pixel_values: torch.Tensor | None = None, model_name: str | None = None
+) -> torch.Tensor:
     """``features`` (B, D) unchanged if every value is finite, else a :class:`NonFiniteEmbeddingError` naming the rows.
 
     The one guard between a model and every embedding the package returns (FaceEmbedder, both pipelines, evaluate,
@@ -183,7 +189,7 @@ def check_finite_features(features: torch.Tensor, pixel_values: torch.Tensor | N
     else:
         cause = "check the model's weights (NaN/inf parameters) and the image processor's image_mean / image_std"
     raise NonFiniteEmbeddingError(
-        f"the model returned NaN or infinite features for {len(rows)} of {features.shape[0]} images in the batch "
+        f"{f'{model_name}: ' if model_name else ''}the model returned NaN or infinite features for {len(rows)} of {features.shape[0]} images in the batch "
         f"(rows {rows[:10]}); {cause}"
     )
 

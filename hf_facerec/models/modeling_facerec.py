@@ -111,6 +111,29 @@ class FaceRecEmbeddingHead(nn.Module):
         return self.norm(features) if self.norm is not None else features
 
 
+class ModelLoadError(ValueError):
+    """A saved model folder that does not load (bad config values, truncated weights, absurd nesting); the
+    message names the folder."""
+
+
+def named_load_error(error: BaseException, name_or_path) -> BaseException:
+    """``error`` itself when its message already names ``name_or_path``, else a :class:`ModelLoadError` that does."""
+    where = str(name_or_path)
+    if where and where in str(error):
+        return error
+    if isinstance(error, RecursionError):
+        return ModelLoadError(f"{where}: a JSON file nests too deeply to parse ({error})")
+    return ModelLoadError(f"{where}: {type(error).__name__}: {error}")
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # older safetensors
+        return ValueError, RecursionError
+    return ValueError, RecursionError, SafetensorError
+
+
 class FaceRecPreTrainedModel(PreTrainedModel):
     config_class = FaceRecConfig
     base_model_prefix = "facerec"
@@ -118,6 +141,20 @@ class FaceRecPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' ``from_pretrained``; a folder that does not load raises one error naming it."""
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except _load_errors() as error:
+            raise named_load_error(error, pretrained_model_name_or_path) from error
+        broken = next((name for name, tensor in model.state_dict().items()
+                       if tensor.is_floating_point() and tensor.device.type != "meta"
+                       and not bool(torch.isfinite(tensor).all())), None)
+        if broken is not None:  # every embedding would be NaN: refuse at load, not as a wrong score later
+            raise ModelLoadError(f"{pretrained_model_name_or_path}: weight {broken!r} holds NaN or infinite values")
+        return model
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload the embedding model with the hf_facerec card and image processor (`hf_facerec.hub.push`; a

@@ -1,0 +1,53 @@
+"""A saved model folder that does not load raises one error naming the folder (FaceRecModel and FaceEmbedder,
+hence evaluate and the Space), and NaN weights are refused at load, not found later as NaN embeddings."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hf_facerec import FaceEmbedder, FaceRecConfig, FaceRecModel
+from hf_facerec.models.modeling_facerec import ModelLoadError
+
+from .tiny_backbones import tiny_backbone_config
+
+
+@pytest.fixture
+def folder(tmp_path):
+    model = FaceRecModel(FaceRecConfig(backbone_config=tiny_backbone_config("dinov2"), embedding_size=8))
+    model.save_pretrained(tmp_path / "saved_model")
+    return tmp_path / "saved_model"
+
+
+def test_nan_weights_are_refused_at_load_naming_folder_and_tensor(folder):
+    weights = load_file(folder / "model.safetensors")
+    name = next(k for k, v in weights.items() if k.startswith("embedding_head") and v.is_floating_point())
+    weights[name][0] = float("nan")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    for load in (FaceRecModel.from_pretrained, FaceEmbedder.from_pretrained):
+        with pytest.raises(ModelLoadError, match=rf"saved_model: weight '{name}' holds NaN"):
+            load(folder)
+
+
+def test_truncated_weights_name_the_folder(folder):
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match="saved_model: SafetensorError"):
+        FaceRecModel.from_pretrained(folder)
+
+
+def test_bad_config_values_and_deep_json_name_the_folder(folder):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "image_size": 10**6}))
+    with pytest.raises(ModelLoadError, match="saved_model: ValueError: image_size must be"):
+        FaceEmbedder.from_pretrained(folder)
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelLoadError, match="saved_model: a JSON file nests too deeply"):
+        FaceRecModel.from_pretrained(folder)
+
+
+def test_a_good_folder_still_loads_exactly(folder):
+    model = FaceRecModel.from_pretrained(folder)
+    again = FaceRecModel.from_pretrained(folder)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
