@@ -1,7 +1,7 @@
 """scripts/probe_hostile.py itself: its classification, and a handful of corpus cases run through its workers.
 
-The xfail expectations are issue 13's bugs as seen by the probe; they pass once the fixes are merged
-(strict=False so they flip to XPASS, then drop the marks).
+The one xfail expectation is a limit outside the package (datasets' own decoding)
+(strict=False: it flips to XPASS if datasets ever names the file).
 """
 
 from __future__ import annotations
@@ -49,16 +49,18 @@ def test_classify_in_memory_inputs_need_no_file_name():
 
 
 RUNS = {
-    # (case, entry point): categories accepted; a third item marks an issue-13 bug still open on main
+    # (case, entry point): categories accepted; a second item marks a known limit (xfail)
     ("img:ok.png", "load_rgb"): ({"ok"},),
     ("img:truncated.jpg", "load_rgb"): ({"refused"},),
     ("img:bomb_100k.png", "load_rgb"): ({"refused"},),
-    ("bin:os_system.bin", "load_bin_pairs"): ({"refused"}, "UnsafePickleError does not name the file"),
+    ("bin:os_system.bin", "load_bin_pairs"): ({"refused"},),
     ("bin:ok.bin", "load_bin_pairs"): ({"ok"},),
-    ("img:png16.png", "make_train_transform"): ({"ok"}, "16-bit PNG turns white on the training path"),
-    ("img:truncated.jpg", "make_train_transform"): ({"refused"}, "truncated JPEG: OSError without the path"),
-    ("bin:ndarray_uninit.bin", "load_bin_pairs"): ({"refused"}, "np.ndarray gadget returns uninitialised memory"),
-    ("rec:empty_idx", "RecordIOReader"): ({"ok", "refused"}, "empty .idx: len 0, iteration 3"),
+    ("img:png16.png", "make_train_transform"): ({"ok"},),
+    ("img:truncated.jpg", "make_train_transform"): (
+        {"refused"}, "a decoding datasets.Image column decodes (and fails) inside datasets, before any transform; "
+        "the package's own training casts it to decode=False"),
+    ("bin:ndarray_uninit.bin", "load_bin_pairs"): ({"refused"},),
+    ("rec:empty_idx", "RecordIOReader"): ({"ok", "refused"},),
 }
 
 
@@ -78,7 +80,7 @@ def test_probe_run(probe, key, request):
     _, runs, _ = probe
     accepted, *bug = RUNS[key]
     if bug:
-        request.applymarker(pytest.mark.xfail(reason=f"issue 13, open on main: {bug[0]}", strict=False))
+        request.applymarker(pytest.mark.xfail(reason=bug[0], strict=False))
     assert runs[key]["category"] in accepted, runs[key]
 
 
