@@ -34,10 +34,19 @@ def broken_dir(tmp_path_factory):
 
 
 def test_nan_model_raises_in_both_pipelines(broken_dir):
-    extract = pipeline("face-feature-extraction", model=str(broken_dir), align="never")
+    """Saved: refused when the pipeline loads it, naming the weight. Given as a model object (weights broken in
+    memory): each pipeline raises instead of returning a NaN embedding or score."""
+    for task in ("face-feature-extraction", "face-verification"):
+        with pytest.raises(ValueError, match="backbone.*holds NaN or infinite values"):
+            pipeline(task, model=str(broken_dir), align="never")
+    model = tiny_facerec(seed=1)
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    processor = FaceRecImageProcessor(size={"height": 112, "width": 96})
+    extract = pipeline("face-feature-extraction", model=model, image_processor=processor, align="never")
     with pytest.raises(NonFiniteEmbeddingError, match="NaN or infinite features"):
         extract(_crop())
-    verify = pipeline("face-verification", model=str(broken_dir), align="never", flip="sum")
+    verify = pipeline("face-verification", model=model, image_processor=processor, align="never", flip="sum")
     with pytest.raises(NonFiniteEmbeddingError, match="NaN or infinite features"):
         verify(_crop(0), _crop(1))
 
