@@ -58,3 +58,42 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "hf_home"
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+
+
+def fill_disk_on(monkeypatch, victim: str) -> None:
+    """Make the atomic writer's temp file for ``victim`` hit a full disk (ENOSPC) after its first bytes land.
+
+    ``hf_facerec._files`` opens every report/plot/crop temp file as ``.<victim>.<random>``; only that one fails.
+    ``fileno`` is refused so PIL and matplotlib write through ``.write`` too."""
+    import builtins
+    import errno
+    import io
+
+    import hf_facerec._files as files
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[:3])
+            self.handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self):
+            raise io.UnsupportedOperation("fileno")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def opener(path, *args, **kwargs):
+        handle = builtins.open(path, *args, **kwargs)
+        return Full(handle) if os.path.basename(path).startswith(f".{victim}.") else handle
+
+    monkeypatch.setattr(files, "open", opener, raising=False)

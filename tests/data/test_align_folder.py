@@ -14,6 +14,8 @@ from PIL import Image
 from hf_facerec.cli import main
 from hf_facerec.data.align_folder import align_folder, list_images, parse_size
 
+from ..conftest import fill_disk_on
+
 
 def _bad_files(src: Path) -> None:
     """Files every run must skip and count: not an image, truncated, blank (no face), ignored text."""
@@ -247,52 +249,15 @@ def test_read_only_output_is_refused_up_front(blank_src, tmp_path, capsys, monke
 
 @pytest.mark.parametrize("victim", ["failures.csv", "align_report.json", "face.jpg"])
 def test_full_disk_leaves_no_partial_file_and_exits_2(blank_src, tmp_path, capsys, monkeypatch, victim):
-    import builtins
-    import errno
-    import io
-
-    import hf_facerec._files as files
     from hf_facerec.data import align as align_module
 
     dst = tmp_path / "dst"
     Image.new("RGB", (60, 60), (128, 128, 128)).save(blank_src / "face.png")
-    real_save = Image.Image.save
-
-    def full(handle):  # the first bytes land on disk, then the disk is full
-        handle.write("par" if isinstance(handle, io.TextIOBase) else b"par")
-        handle.flush()
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    class Full:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def write(self, data):
-            full(self.handle)
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-    def opener(path, *args, **kwargs):
-        handle = builtins.open(path, *args, **kwargs)
-        return Full(handle) if Path(path).name.startswith(f".{victim}.") else handle
-
-    def save(image, fp, *args, **kwargs):  # PIL writes crops through the file descriptor, not .write
-        if getattr(fp, "name", "").split("/")[-1].startswith(f".{victim}."):
-            full(fp)
-        return real_save(image, fp, *args, **kwargs)
 
     def found_a_face(self, source, return_detection=False):  # blank images: make the aligner "find" one
         return type("Result", (), {"image": Image.new("RGB", (112, 112)), "num_faces": 1})()
 
-    monkeypatch.setattr(files, "open", opener, raising=False)
-    monkeypatch.setattr(Image.Image, "save", save)
+    fill_disk_on(monkeypatch, victim)
     monkeypatch.setattr(align_module.FaceAligner, "__call__", found_a_face)
     assert main(["align", str(blank_src), str(dst), "--detector", "dlib", "--workers", "1", "--no-progress"]) == 2
     _one_error_line(capsys, f"hf-facerec align: error: cannot write {dst / victim}: No space left on device")

@@ -30,6 +30,8 @@ from hf_facerec.evaluation.bias_groups import (
     impostor_fmr_report,
 )
 
+from ..conftest import fill_disk_on
+
 FACE_SIZE = [56, 48]  # (height, width): not square, so .bin crops go through the aspect crop
 
 
@@ -416,44 +418,10 @@ def test_evaluate_output_a_file_or_read_only_is_refused_before_the_model_loads(m
 
 @pytest.mark.parametrize("victim", ["roc.png", "results.json", "results.md"])
 def test_evaluate_full_disk_leaves_no_partial_file(model, data_dir, tmp_path, capsys, monkeypatch, victim):
-    import builtins
-    import errno
-    import io
-
-    import hf_facerec._files as files
-
     model.save_pretrained(tmp_path / "model")
     capsys.readouterr()
     out = tmp_path / "out"
-
-    class Full:
-        """Writes fail with ENOSPC after the first bytes reach the disk."""
-
-        def __init__(self, handle):
-            self.handle = handle
-
-        def write(self, data):
-            self.handle.write(data[:3])
-            self.handle.flush()
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def fileno(self):  # make PIL (matplotlib's PNG writer) go through .write
-            raise io.UnsupportedOperation("fileno")
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-    def opener(path, *args, **kwargs):
-        handle = builtins.open(path, *args, **kwargs)
-        return Full(handle) if os.path.basename(path).startswith(f".{victim}.") else handle
-
-    monkeypatch.setattr(files, "open", opener, raising=False)
+    fill_disk_on(monkeypatch, victim)
     assert cli_main(_evaluate_argv(tmp_path, data_dir, out)) == 2
     _one_line(capsys, f"hf-facerec evaluate: error: cannot write {out / victim}: No space left on device")
     assert not (out / victim).exists()
