@@ -110,7 +110,13 @@ class FaceRecConfig(PreTrainedConfig):
         if isinstance(self.backbone_config, dict) and "model_type" in self.backbone_config:
             self.backbone_config = backbone_config_from_dict(self.backbone_config)
         super().__post_init__(**kwargs)
-        self._validate()
+        try:
+            self._validate()
+        except ValueError as error:  # loaded through AutoConfig (pipeline(), AutoModel): name the folder
+            where = getattr(self, "_name_or_path", "")
+            if where and where not in str(error):
+                raise ValueError(f"{where}: {error}") from error
+            raise
 
     def _validate(self) -> None:
         # Thresholds decide is_same: a stored "NaN" must fail on load, naming its key, not reject every pair.

@@ -51,3 +51,17 @@ def test_a_good_folder_still_loads_exactly(folder):
     model = FaceRecModel.from_pretrained(folder)
     again = FaceRecModel.from_pretrained(folder)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_autoconfig_and_pipeline_name_the_folder_of_a_bad_config(folder):
+    """transformers' own loaders (AutoConfig, hence pipeline() and AutoModel) build the config before any
+    package code runs: its validation error still names the folder."""
+    from transformers import AutoConfig, AutoModel
+
+    import hf_facerec  # noqa: F401  (registers the Auto classes)
+
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "verification_thresholds": {"1e-03": "NaN"}}))
+    for load in (AutoConfig.from_pretrained, AutoModel.from_pretrained):
+        with pytest.raises(ValueError, match=r"saved_model: config.verification_thresholds\['1e-03'\] = 'NaN'"):
+            load(folder)
