@@ -28,12 +28,10 @@ import datasets
 
 from .folders import (
     _check_root,
-    _identity_dirs,
     identity_features,
-    select_identities,
+    scan_identity_folder,
 )
 from .images import InvalidImageError, load_rgb
-from .listing import list_folder_images
 from .recordio import RecordIOError, RecordIOReader
 
 __all__ = ["ConversionReport", "recordio_to_parquet", "folder_to_parquet", "stream_recordio", "RECORDIO_FEATURES"]
@@ -285,16 +283,18 @@ def folder_to_parquet(
     stored image path is relative to ``root``. Other arguments as in :func:`recordio_to_parquet`.
     """
     root = _check_root(root)
-    listings = {name: list_folder_images(root / name, root=root, extensions=extensions) for name in _identity_dirs(root)}
-    names = select_identities({n: len(v.images) for n, v in listings.items()}, min_images_per_identity,
-                              max_identities, identity_subset, seed)
+    # the one lister and selection (links, content sniffing) as training uses; decoding is checked in _convert
+    listing = scan_identity_folder(root, min_images_per_identity, max_identities, identity_subset, seed, extensions,
+                                   check_images=False)
+    names = listing.names
     output_dir = _prepare_output(output_dir, overwrite, shard_size, row_group_size, num_threads)
     report = _convert(
-        _folder_items(root, {n: listings[n].images for n in names}, names), output_dir, identity_features(names),
-        shard_size, row_group_size, check_images, num_threads, sum(len(listings[n].images) for n in names),
-        progress, f"folder -> Parquet ({root.name})",
+        _folder_items(root, listing.images, names), output_dir, identity_features(names), shard_size,
+        row_group_size, check_images, num_threads, sum(len(listing.images[n]) for n in names), progress,
+        f"folder -> Parquet ({root.name})",
     )  # fmt: skip
-    left_out = [os.path.relpath(path, root) for n in names for path, _ in listings[n].skipped]
+    selected = set(names)
+    left_out = [rel for path, _ in listing.skipped if (rel := os.path.relpath(path, root)).split(os.sep)[0] in selected]
     report.num_skipped += len(left_out)
     report.skipped.extend(left_out[: max(0, _MAX_REPORTED - len(report.skipped))])
     return report
