@@ -36,6 +36,7 @@ from .identification import (
     top_k,
     tpir_at_fpir,
 )
+from .neighbors import NeighborIndex, duplicate_clusters, near_duplicate_pairs
 from .plots import plot_det, plot_group_bars, plot_roc, plot_score_histogram
 from .sample_size import MEASURABLE_FAR_FACTOR, MIN_PAIRS_PER_FOLD, far_measurable, min_impostors, wilson_interval
 from .scoring import cosine_similarity, pair_scores, template_embeddings
@@ -59,6 +60,7 @@ __all__ = [
     "MEASURABLE_FAR_FACTOR",
     "MIN_PAIRS_PER_FOLD",
     "MIXED_GROUP",
+    "NeighborIndex",
     "grouped_bias_report",
     "groups_with_both_classes",
     "identity_pair_groups",
@@ -69,6 +71,7 @@ __all__ = [
     "cmc_curve",
     "cosine_similarity",
     "det_curve",
+    "duplicate_clusters",
     "equal_error_rate",
     "far_measurable",
     "fairness_discrepancy_rate",
@@ -80,6 +83,7 @@ __all__ = [
     "kfold_accuracy",
     "max_min_ratio",
     "min_impostors",
+    "near_duplicate_pairs",
     "pair_scores",
     "per_group_verification",
     "plot_det",
