@@ -207,11 +207,13 @@ def _models(w) -> Path:
 
     variant("image_size_huge", "refuse", "config image_size 10**6", json_edits={"config.json": {"image_size": 10**6}})
     variant("preprocessor_size_huge", "refuse", "preprocessor size 1e5",
-            json_edits={"preprocessor_config.json": {"size": {"height": 100000, "width": 100000}}}, processor_only=True)
+            json_edits={"preprocessor_config.json": {"size": {"height": 100000, "width": 100000}}}, processor_only=True,
+            token="preprocessor_config.json")
     variant("nan_thresholds", "refuse", "verification_thresholds {'1e-03': 'NaN'}",
             json_edits={"config.json": {"verification_thresholds": {"1e-03": "NaN"}, "threshold_pair_set": "x"}})
     variant("image_std_zero", "refuse", "preprocessor image_std 0 (inf pixels)",
-            json_edits={"preprocessor_config.json": {"image_std": [0.0, 0.0, 0.0]}}, processor_only=True)
+            json_edits={"preprocessor_config.json": {"image_std": [0.0, 0.0, 0.0]}}, processor_only=True,
+            token="preprocessor_config.json")
     variant("missing_weights", "refuse", "no model.safetensors", edit=lambda f: (f / "model.safetensors").unlink())
     variant("truncated_weights", "refuse", "model.safetensors cut in half", edit=lambda f: (f / "model.safetensors")
             .write_bytes((f / "model.safetensors").read_bytes()[: (f / "model.safetensors").stat().st_size // 2]))

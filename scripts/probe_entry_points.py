@@ -89,14 +89,17 @@ def _check_pixel_values(values, case, ctx, what: str) -> str:
 
 
 def train_row_entry(case, ctx):
-    """make_train_transform on a datasets.Image row (the training path), or on an array row."""
+    """make_train_transform on a datasets.Image row (with_train_transform, the training path), or an array row."""
     import datasets
 
     if case.kind == "array":
         batch = {"image": [np.load(case.path)], "label": [0]}
         return _check_pixel_values(_transform(ctx)(batch)["pixel_values"][0], case, ctx, "train transform (array)")
+    from hf_facerec.data.augment import with_train_transform
+
+    # a user's decoding Image column, attached the documented way (datasets would decode it before any transform)
     rows = datasets.Dataset.from_dict({"image": [case.path], "label": [0]}).cast_column("image", datasets.Image())
-    rows.set_transform(_transform(ctx))
+    rows = with_train_transform(rows, _transform(ctx))
     return _check_pixel_values(rows[0]["pixel_values"], case, ctx, "train transform")
 
 

@@ -199,7 +199,8 @@ def _drive(root: Path, plan: list[tuple[str, str]], args, results: dict, lock: t
         plan_file = root / f".plan_{threading.get_ident()}.json"
         plan_file.write_text(json.dumps(batch))
         proc = subprocess.Popen([sys.executable, __file__, "--worker", str(root), str(plan_file), str(args.timeout)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env=env,
                                 preexec_fn=_limit(args.mem_gb))
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -212,9 +213,10 @@ def _drive(root: Path, plan: list[tuple[str, str]], args, results: dict, lock: t
             while seen < len(lines):
                 line = lines[seen]
                 seen += 1
-                if not line.startswith(TAG):
+                at = line.find(TAG)  # not always at the start: a library's prompt (input()) leaves no newline
+                if at < 0:
                     continue
-                message = json.loads(line[len(TAG):])
+                message = json.loads(line[at + len(TAG):])
                 last = time.monotonic()
                 if "start" in message:
                     current = message["start"]

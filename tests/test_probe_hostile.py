@@ -1,7 +1,6 @@
 """scripts/probe_hostile.py itself: its classification, and a handful of corpus cases run through its workers.
 
-The one xfail expectation is a limit outside the package (datasets' own decoding)
-(strict=False: it flips to XPASS if datasets ever names the file).
+An expectation with a second item would mark a known limit outside the package (xfail, strict=False).
 """
 
 from __future__ import annotations
@@ -56,9 +55,8 @@ RUNS = {
     ("bin:os_system.bin", "load_bin_pairs"): ({"refused"},),
     ("bin:ok.bin", "load_bin_pairs"): ({"ok"},),
     ("img:png16.png", "make_train_transform"): ({"ok"},),
-    ("img:truncated.jpg", "make_train_transform"): (
-        {"refused"}, "a decoding datasets.Image column decodes (and fails) inside datasets, before any transform; "
-        "the package's own training casts it to decode=False"),
+    ("img:truncated.jpg", "make_train_transform"): ({"refused"},),
+    ("img:bomb_sof.jpg", "make_train_transform"): ({"refused"},),
     ("bin:ndarray_uninit.bin", "load_bin_pairs"): ({"refused"},),
     ("rec:empty_idx", "RecordIOReader"): ({"ok", "refused"},),
 }

@@ -307,7 +307,8 @@ def make_train_transform(
     label_column: str | None = "label",
     seed: int = 0,
 ) -> TrainTransform:
-    """A batch transform for ``Dataset.set_transform`` (use ``remove_unused_columns=False`` in Trainer).
+    """A batch transform for ``Dataset.set_transform`` (use ``remove_unused_columns=False`` in Trainer); attach it
+    with :func:`with_train_transform`, which also stops ``datasets`` decoding the images itself.
 
     The transform decodes ``batch[image_column]`` (PIL images, uint8 arrays or undecoded Image dicts),
     applies ``augmentation`` per image, runs ``image_processor(images=..., return_tensors="pt")`` and
@@ -319,3 +320,23 @@ def make_train_transform(
     ``set_transform`` the images draw from a per-process stream instead.
     """
     return TrainTransform(image_processor, augmentation, image_column, label_column, seed)
+
+
+def with_train_transform(dataset, transform: TrainTransform):
+    """``dataset`` with ``transform`` attached, its image column decoded by the transform (``load_rgb``: its
+    conversions, pixel limit and errors naming the file), not by ``datasets``.
+
+    A decoding ``datasets.Image`` column is cast to ``Image(decode=False)`` first: ``datasets`` would otherwise
+    decode every row before the transform sees it, and a truncated file or a decompression bomb would fail inside
+    ``datasets`` without the file's name. A ``Dataset`` gets ``with_transform`` (lazy, per batch); an
+    ``IterableDataset`` (streaming) gets a batched ``map`` that drops the raw columns.
+    """
+    import datasets
+
+    column = transform.image_column
+    feature = (dataset.features or {}).get(column)
+    if isinstance(feature, datasets.Image) and feature.decode:
+        dataset = dataset.cast_column(column, datasets.Image(decode=False))
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.map(transform, batched=True, remove_columns=list(dataset.features or {}) or None)
+    return dataset.with_transform(transform)

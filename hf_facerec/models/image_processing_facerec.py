@@ -91,6 +91,25 @@ class FaceRecImageProcessor(PilBackend):
         super().__init__(**kwargs)
         check_processor_settings(self.size, self.image_mean, self.image_std)
 
+    @classmethod
+    def from_dict(cls, image_processor_dict, **kwargs):
+        """As transformers', but a bad saved setting says where it comes from (``AutoImageProcessor`` and
+        ``pipeline()`` load through here without passing the folder)."""
+        try:
+            return super().from_dict(image_processor_dict, **kwargs)
+        except ValueError as error:
+            raise ValueError(f"image processor settings (preprocessor_config.json): {error}") from error
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As transformers', but a bad saved setting names the folder or Hub id it was read from."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except ValueError as error:
+            if str(pretrained_model_name_or_path) in str(error):
+                raise
+            raise ValueError(f"{pretrained_model_name_or_path}: {error}") from error
+
     def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs) -> np.ndarray:
         """One input -> a channels-first array; PIL images and channels-last arrays go through ``load_rgb``'s
         conversions (an RGB uint8 array costs nothing), anything else through transformers'."""

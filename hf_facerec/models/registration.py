@@ -6,7 +6,9 @@ task). ``register_for_auto_class`` makes ``save_pretrained`` copy the model file
 ``auto_map``, so the checkpoint also loads with ``trust_remote_code=True`` where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+import json
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, PreTrainedConfig
 
 from .configuration_facerec import FaceRecConfig
 from .configuration_iresnet import IResNetConfig
@@ -17,8 +19,29 @@ from .modeling_iresnet import IResNetModel
 from .modeling_mobilefacenet import MobileFaceNetModel
 
 
+def _refuse_deep_config_json() -> None:
+    """transformers reads config.json with ``json.loads`` and turns only JSONDecodeError into its "not a valid JSON
+    file" OSError naming the file; a config nested deeper than Python's recursion limit escapes as a bare
+    RecursionError (from ``pipeline(model=folder)`` too). Re-raise it as the JSONDecodeError it is. Idempotent."""
+    read = PreTrainedConfig.__dict__.get("_dict_from_json_file")
+    if read is None or getattr(read, "_hf_facerec_depth_checked", False):
+        return
+    original = read.__func__
+
+    def _dict_from_json_file(cls, json_file):
+        try:
+            return original(cls, json_file)
+        except RecursionError:
+            raise json.JSONDecodeError("nested deeper than Python's recursion limit", "", 0) from None
+
+    wrapped = classmethod(_dict_from_json_file)
+    wrapped._hf_facerec_depth_checked = True
+    PreTrainedConfig._dict_from_json_file = wrapped
+
+
 def register_auto_classes() -> None:
     """Idempotent."""
+    _refuse_deep_config_json()
     for config_class, model_class in (
         (FaceRecConfig, FaceRecModel),
         (IResNetConfig, IResNetModel),

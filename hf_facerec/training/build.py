@@ -311,11 +311,10 @@ def _num_identities(dataset) -> int:
 def train(model_args: "ModelArguments", data_args: "DataArguments", training_args) -> Path:
     """Train, then save the merged model, the image processor (and the adapter in lora mode) to output_dir;
     returns the folder of the final model."""
-    import datasets
     import transformers
     from transformers import set_seed
 
-    from ..data.augment import default_train_augmentation, make_train_transform
+    from ..data.augment import default_train_augmentation, make_train_transform, with_train_transform
     from ..models import FaceRecImageProcessor
     from .launch import check_launch
     from .peft import trainable_parameter_counts
@@ -336,11 +335,7 @@ def train(model_args: "ModelArguments", data_args: "DataArguments", training_arg
     augmentation = None
     if data_args.augmentation != "none":
         augmentation = default_train_augmentation(data_args.augmentation, seed=training_args.seed)
-    image = dataset.features.get("image") if isinstance(dataset, datasets.Dataset) else None
-    if isinstance(image, datasets.Image) and image.decode:
-        # our transform decodes (load_rgb: its conversions, pixel limit, errors naming the file), not datasets
-        dataset = dataset.cast_column("image", datasets.Image(decode=False))
-    dataset.set_transform(make_train_transform(processor, augmentation, seed=training_args.seed))
+    dataset = with_train_transform(dataset, make_train_transform(processor, augmentation, seed=training_args.seed))
 
     trainer = FaceRecTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor)
     logger.info("%d images of %d identities; finetune_mode=%s; trainable parameters %s", len(dataset),

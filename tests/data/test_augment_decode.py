@@ -80,3 +80,26 @@ def test_conversion_checks_images_with_the_training_decoder(tmp_path):
     good = tmp_path / "good.png"
     Image.new("RGB", (8, 8)).save(good)
     assert _decodes(good.read_bytes()) and not _decodes(bomb.read_bytes())
+
+
+def test_with_train_transform_decodes_a_decoding_column_itself(hostile, tmp_path):
+    """A user's decoding Image column (map-style or streaming): the transform, not datasets, decodes each row, so
+    the pixels are load_rgb's and a truncated file or a decompression bomb is refused naming the file."""
+    cut = tmp_path / "cut.jpg"
+    Image.new("RGB", (64, 64), (9, 99, 199)).save(cut)
+    cut.write_bytes(cut.read_bytes()[:-200])
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 10_000)).save(bomb)  # 200 MP in a few KB: past PIL's bomb limit
+    paths = [str(hostile / "sixteen.png"), str(cut), str(bomb)]
+    transform = A.make_train_transform(_raw_processor, label_column=None)
+    rows = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
+    stream = rows.to_iterable_dataset()
+    rows = A.with_train_transform(rows, transform)
+    assert rows[0]["pixel_values"].float().mean() == 128
+    for i, name in ((1, "cut.jpg"), (2, "bomb.png")):
+        with pytest.raises(InvalidImageError, match=name):
+            rows[i]
+    good = next(iter(A.with_train_transform(stream.take(1), transform)))
+    assert set(good) == {"pixel_values"} and good["pixel_values"].float().mean() == 128
+    with pytest.raises(InvalidImageError, match="cut.jpg"):  # a batched map: the first batch holds all three
+        next(iter(A.with_train_transform(stream, transform)))

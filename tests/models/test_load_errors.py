@@ -43,7 +43,7 @@ def test_bad_config_values_and_deep_json_name_the_folder(folder):
     with pytest.raises(ModelLoadError, match="saved_model: ValueError: image_size must be"):
         FaceEmbedder.from_pretrained(folder)
     (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
-    with pytest.raises(ModelLoadError, match="saved_model: a JSON file nests too deeply"):
+    with pytest.raises(OSError, match="saved_model/config.json' is not a valid JSON file"):
         FaceRecModel.from_pretrained(folder)
 
 
@@ -65,3 +65,24 @@ def test_autoconfig_and_pipeline_name_the_folder_of_a_bad_config(folder):
     for load in (AutoConfig.from_pretrained, AutoModel.from_pretrained):
         with pytest.raises(ValueError, match=r"saved_model: config.verification_thresholds\['1e-03'\] = 'NaN'"):
             load(folder)
+
+
+def test_transformers_loaders_name_a_deep_config_and_a_bad_processor(folder):
+    """A config.json nested past the recursion limit, and a saved processor with std 0 or a 1e5-pixel side, are
+    refused by AutoConfig / AutoImageProcessor (so pipeline()) with the file named, not a bare RecursionError."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    from hf_facerec import FaceRecImageProcessor
+
+    FaceRecImageProcessor().save_pretrained(folder)
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    for bad, message in (({"image_std": [0.0, 0.0, 0.0]}, "image_std must be finite numbers > 0"),
+                         ({"size": {"height": 100_000, "width": 100_000}}, "at most 4096 pixels")):
+        (folder / "preprocessor_config.json").write_text(json.dumps({**settings, **bad}))
+        with pytest.raises(ValueError, match=rf"preprocessor_config.json\): .*{message}"):
+            AutoImageProcessor.from_pretrained(folder)
+        with pytest.raises(ValueError, match=rf"saved_model: .*{message}"):
+            FaceRecImageProcessor.from_pretrained(folder)
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(OSError, match=r"saved_model/config.json' is not a valid JSON file"):
+        AutoConfig.from_pretrained(folder)

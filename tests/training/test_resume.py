@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from hf_facerec.training.build import (
@@ -302,7 +303,7 @@ def test_sigkilled_training_script_resumes_from_its_last_checkpoint(tmp_path):
     command = [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "--config", str(TINY_CONFIG),
                "--output_dir", str(out), "--train_dataset", "synthetic:8:4", "--image_size", "32",
                "--embedding_size", "32", "--per_device_train_batch_size", "8", "--max_steps", "150",
-               "--save_steps", "10", "--save_total_limit", "3", "--logging_steps", "10", "--augmentation", "none"]
+               "--save_steps", "10", "--save_total_limit", "3", "--logging_steps", "10", "--augmentation", "light"]
     process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:
@@ -329,6 +330,15 @@ def test_sigkilled_training_script_resumes_from_its_last_checkpoint(tmp_path):
     logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert logged_steps == list(range(10, 151, 10))  # the history before the kill came back with the checkpoint
     assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
+    # exactly the weights of a run never killed (augmentation and sampling are keyed by step, not by process)
+    whole = tmp_path / "whole"
+    command[command.index("--output_dir") + 1] = str(whole)
+    uninterrupted = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    resumed_weights, whole_weights = load_file(out / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert resumed_weights.keys() == whole_weights.keys()
+    for name, tensor in whole_weights.items():
+        assert torch.equal(resumed_weights[name], tensor), name
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO_ROOT / "configs" / "train").glob("*.yaml")))
