@@ -24,6 +24,7 @@ from pathlib import Path
 # name -> (module, one-line help). Keep sorted by name.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("hf_facerec.cli.align", "Detect and align every face image of a folder"),
+    "clean": ("hf_facerec.cli.clean", "Clean an identity dataset: duplicates, merged identities, noisy labels, outliers"),
     "convert": ("hf_facerec.cli.convert", "Convert RecordIO / image folders to Parquet shards"),
     "data-scale": ("hf_facerec.cli.data_scale", "Run the data-scale grid: identity counts x finetune modes"),
     "evaluate": ("hf_facerec.cli.evaluate", "Evaluate a model on face benchmarks (verification, identification, bias)"),
