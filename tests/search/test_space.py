@@ -47,7 +47,7 @@ def test_bigger_architectures_count_more():
 
 
 def test_over_budget_and_invalid_architectures_are_rejected():
-    space = SearchSpace.default(image_size=32, max_flops=10e6, max_params=300_000)
+    space = SearchSpace.default(image_size=32, max_flops=10e6)
     assert space.check({"vit_depth": 2})["flops"] <= 10e6
     with pytest.raises(ConstraintError, match="max_flops"):
         space.check({"family": "iresnet", "iresnet_blocks": "2-2-2-2", "iresnet_width": 32})
