@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("hf_facerec.cli.export", "Export the embedding model (onnx) with a dynamic batch, checked with onnxruntime"),
     "push": ("hf_facerec.cli.push", "Push a model to the Hub with its card, results, plots and thresholds"),
     "quickstart": ("hf_facerec.cli.quickstart", "Train and evaluate a small model offline (synthetic or --data/--pairs)"),
+    "search": ("hf_facerec.cli.search", "Search data cleaning, architecture and loss jointly (REINFORCE on Optuna)"),
     "train": ("hf_facerec.cli.train", "Train a face recognizer (full, LoRA, linear probe, scratch)"),
 }
 

@@ -214,10 +214,7 @@ def clean_dataset(dataset, config: CleaningConfig | None = None, embeddings=None
     if "label" not in dataset.column_names or "image" not in dataset.column_names:
         raise ValueError(f"dataset needs image and label columns, has {dataset.column_names}")
     if embeddings is None:
-        raw = dataset.cast_column("image", datasets.Image(decode=False))
-        chunks = [embedder([_image_source(row) for row in raw[start:start + batch_size]["image"]], progress=False)
-                  for start in range(0, len(raw), batch_size)]
-        embeddings = np.concatenate(chunks)
+        embeddings = embed_dataset(dataset, embedder, batch_size)
     if len(embeddings) != len(dataset):
         raise ValueError(f"embeddings have {len(embeddings)} rows, the dataset {len(dataset)}")
     result = clean_embeddings(embeddings, np.asarray(dataset["label"]), config)
@@ -234,6 +231,17 @@ def clean_dataset(dataset, config: CleaningConfig | None = None, embeddings=None
     feature = datasets.ClassLabel(names=label_names) if label_names else datasets.Value("int64")
     cleaned = cleaned.add_column("label", new_labels.tolist(), feature=feature)
     return cleaned, result
+
+
+def embed_dataset(dataset, embedder, batch_size: int = 256) -> np.ndarray:
+    """(N, D) embeddings of a dataset's ``image`` column by ``embedder`` (a FaceEmbedder), in row order."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    raw = dataset.cast_column("image", datasets.Image(decode=False))
+    chunks = [embedder([_image_source(row) for row in raw[start:start + batch_size]["image"]], progress=False)
+              for start in tqdm(range(0, len(raw), batch_size), desc="reference embeddings", unit="batch")]
+    return np.concatenate(chunks)
 
 
 def _image_source(value):
