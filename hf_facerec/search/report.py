@@ -13,13 +13,14 @@ from .cleaning import RULES, CleaningResult
 _CSV_FIELDS = ("index", "rule", "label", "new_label", "score", "detail", "path")
 
 
-def _path(dataset, index: int) -> str:
-    if dataset is None or "image" not in dataset.column_names:
-        return ""
+def _paths(dataset, indices: list[int]) -> list[str]:
+    """The file path of each row ``indices`` of the dataset's image column ("" for in-memory images)."""
+    if dataset is None or "image" not in dataset.column_names or not indices:
+        return [""] * len(indices)
     import datasets
 
-    cell = dataset.cast_column("image", datasets.Image(decode=False))[int(index)]["image"]
-    return (cell.get("path") or "") if isinstance(cell, dict) else (cell if isinstance(cell, str) else "")
+    cells = dataset.cast_column("image", datasets.Image(decode=False)).select(indices)["image"]
+    return [(c.get("path") or "") if isinstance(c, dict) else (c if isinstance(c, str) else "") for c in cells]
 
 
 def write_cleaning_report(result: CleaningResult, output_dir, dataset=None, examples: int = 6) -> dict:
@@ -32,8 +33,9 @@ def write_cleaning_report(result: CleaningResult, output_dir, dataset=None, exam
     with atomic_write(out / "cleaning.csv", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_CSV_FIELDS)
         writer.writeheader()
-        for record in result.records:
-            writer.writerow({**record, "path": _path(dataset, record["index"])})
+        paths = _paths(dataset, [record["index"] for record in result.records])
+        for record, path in zip(result.records, paths):
+            writer.writerow({**record, "path": path})
     if dataset is not None and "image" in dataset.column_names:
         plot_examples(result, dataset, out / "cleaning.png", examples)
     return summary

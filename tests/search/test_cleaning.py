@@ -125,3 +125,24 @@ def test_cli_clean_with_precomputed_embeddings(tmp_path, capsys):
     assert len(cleaned) == 16 and cleaned.features["label"].num_classes == 4
     assert main(["clean", "--data", str(tmp_path / "data"), "--embeddings", str(tmp_path / "emb.npy"),
                  "--merge-threshold", "3", "--output", str(tmp_path / "out2")]) == 2
+
+
+def test_clean_dataset_computes_reference_embeddings_with_an_embedder():
+    import torch
+
+    from hf_facerec import FaceEmbedder, FaceRecConfig, FaceRecModel
+    from hf_facerec.search.cleaning import embed_dataset
+    from tests.models.tiny_backbones import tiny_backbone_config
+
+    torch.manual_seed(0)
+    model = FaceRecModel(FaceRecConfig(backbone_config=tiny_backbone_config("vit", 16), image_size=16, embedding_size=8))
+    dataset = _image_dataset([0, 0, 1, 1, 2, 2])
+    embedder = FaceEmbedder(model, detector=None)
+    embeddings = embed_dataset(dataset, embedder, batch_size=4)
+    assert embeddings.shape == (6, 8)
+    config = CleaningConfig(outlier_fraction=0.5)
+    _, by_embedder = clean_dataset(dataset, config, embedder=embedder, batch_size=4)
+    _, by_array = clean_dataset(dataset, config, embeddings=embeddings)
+    assert by_embedder.records == by_array.records and by_embedder.counts["outlier"] == 3
+    with pytest.raises(ValueError, match="exactly one"):
+        clean_dataset(dataset, config)
