@@ -31,12 +31,18 @@ def compare_methods(space: SearchSpace, data: SearchData, methods, n_trials: int
         study = run_search(method, space, data, n_trials, output, storage, f"search-{method}", settings, seed, resume)
         curves[method] = best_so_far(study)
         completed = [t for t in study.trials if t.value is not None]
-        entry = {"wall_s": round(time.perf_counter() - start, 1), "completed": len(completed),
+        # wall_s: this call (0 when the storage already held the budget); trials_wall_s: every trial, from storage
+        entry = {"wall_s": round(time.perf_counter() - start, 1),
+                 "trials_wall_s": round(sum(t.user_attrs.get("wall_s", 0.0) for t in study.trials), 1),
+                 "completed": len(completed),
                  "pruned": sum(1 for t in study.trials if t.state.name == "PRUNED")}
         if completed:
             best = study.best_trial
+            recipe = settings or ProxySettings(seed=seed)  # the proxy's recipe, trained export_steps steps
             yaml_path = export_best_config(study, space, data, output / f"best_{method}.yaml",
-                                           output / f"best_data_{method}", steps=export_steps)
+                                           output / f"best_data_{method}", steps=export_steps,
+                                           batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
+                                           augmentation=recipe.augmentation)
             entry.update(best_reward=best.value, best_trial=best.number, config=best.user_attrs["config"],
                          accuracy=best.user_attrs.get("accuracy"), flops=best.user_attrs.get("flops"),
                          params=best.user_attrs.get("params"), yaml=str(yaml_path))

@@ -111,7 +111,7 @@ def train_proxy(space: SearchSpace, params: dict, dataset, settings: ProxySettin
         per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
         warmup_steps=settings.warmup_steps, lr_scheduler_type="cosine", weight_decay=0.05, save_strategy="no",
         report_to="none", logging_steps=max(settings.steps, 1), seed=settings.seed, dataloader_num_workers=0,
-        disable_tqdm=True, use_cpu=True)
+        disable_tqdm=True, use_cpu=True, dataloader_drop_last=True)  # a 1-image last batch breaks BatchNorm heads
     trainer = FaceRecTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.remove_callback(PrinterCallback)  # the loss lines would interleave with the search's own output
     trainer.train()
@@ -238,7 +238,8 @@ def best_so_far(study: optuna.Study) -> np.ndarray:
 
 def export_best_config(study: optuna.Study, space: SearchSpace, data: SearchData, path: str | Path,
                        dataset_dir: str | Path, steps: int = 2000, batch_size: int = 128,
-                       learning_rate: float = 1e-3, output_dir: str = "outputs/searched") -> Path:
+                       learning_rate: float = 1e-3, output_dir: str = "outputs/searched",
+                       augmentation: str = "light") -> Path:
     """Write the best trial as a ``configs/train``-style YAML that ``scripts/train.py --config`` runs, with its
     cleaning step applied: the cleaned training identities are saved to ``dataset_dir`` (``train_dataset``)."""
     import yaml
@@ -249,12 +250,12 @@ def export_best_config(study: optuna.Study, space: SearchSpace, data: SearchData
     cleaned, _ = clean_dataset(data.train, space.cleaning_config(params), embeddings=data.train_embeddings)
     dataset_dir = Path(dataset_dir)
     cleaned.save_to_disk(str(dataset_dir))
-    values = {**space.model_arguments(params), "train_dataset": str(dataset_dir), "augmentation": "light",
+    values = {**space.model_arguments(params), "train_dataset": str(dataset_dir), "augmentation": augmentation,
               "output_dir": output_dir, "finetune_mode": "scratch", "max_steps": steps,
               "per_device_train_batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": 0.05,
               "warmup_steps": max(steps // 20, 1), "lr_scheduler_type": "cosine", "save_strategy": "steps",
               "save_steps": max(steps // 2, 1), "save_total_limit": 2, "logging_steps": max(steps // 20, 1),
-              "seed": 0, "dataloader_num_workers": 0, "report_to": "none"}
+              "seed": 0, "dataloader_num_workers": 0, "dataloader_drop_last": True, "report_to": "none"}
     header = (f"# Best configuration of search {study.study_name!r}: trial {study.best_trial.number}, reward "
               f"{study.best_value:.4f}, accuracy {study.best_trial.user_attrs.get('accuracy', float('nan')):.4f}, "
               f"{study.best_trial.user_attrs.get('flops', 0):,} FLOPs.\n"
