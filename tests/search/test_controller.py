@@ -141,3 +141,35 @@ def test_one_at_a_time_searches_each_aspect_in_turn():
     last = study.trials[-1].params
     assert last["cleaning_x"] == 2 and last["architecture_x"] == 3  # the earlier aspects fixed at their best
     assert study.best_value == pytest.approx(0.3 + 0.4 + 0.3)
+
+
+def test_trainer_hyperparameter_search_takes_the_sampler(tmp_path):
+    """transformers' Trainer.hyperparameter_search(backend="optuna") hands sampler= to optuna.create_study."""
+    from transformers import Trainer, TrainingArguments, ViTConfig
+
+    from hf_facerec import FaceRecConfig, FaceRecForMarginClassification, FaceRecImageProcessor
+    from hf_facerec.data.augment import make_train_transform
+    from hf_facerec.data.synthetic import make_synthetic_faces
+
+    dataset = make_synthetic_faces(4, 4, image_size=32)
+    processor = FaceRecImageProcessor(size={"height": 32, "width": 32})
+    dataset.set_transform(make_train_transform(processor, None))
+
+    def model_init(trial=None):
+        backbone = ViTConfig(image_size=32, patch_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32)
+        m2 = 0.2 if trial is None else trial.params.get("m2", 0.2)  # model_init may run before hp_space
+        return FaceRecForMarginClassification(FaceRecConfig(
+            backbone_config=backbone, image_size=32, embedding_size=8, num_identities=4, margin_type="rescaled",
+            margin_scale=16.0, margin_kwargs={"m2": m2}))
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=8, report_to="none",
+                             use_cpu=True, save_strategy="no", disable_tqdm=True, remove_unused_columns=False)
+    trainer = Trainer(model_init=model_init, args=args, train_dataset=dataset, eval_dataset=dataset)
+    sampler = ReinforceSampler(seed=0)
+    best = trainer.hyperparameter_search(
+        backend="optuna", n_trials=3, direction="minimize", sampler=sampler,
+        hp_space=lambda t: {"m2": t.suggest_categorical("m2", [0.1, 0.3])},
+        compute_objective=lambda metrics: metrics["eval_loss"])
+    assert best.hyperparameters["m2"] in (0.1, 0.3)
+    assert sampler.processed == [0, 1]  # the policy learned from the trials finished before the last one
