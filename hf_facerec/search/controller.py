@@ -68,6 +68,9 @@ class ReinforceSampler(BaseSampler):
         learning_rate, baseline_decay, entropy_weight: the update above.
         invalid_reward: reward given to PRUNED (constraint-rejected) and genuinely FAILED trials so the policy
             learns to avoid them; None skips them. Interrupted trials never count.
+
+    Parallelism is by processes sharing a storage (each holds its own copy of the policy); do not share one
+    sampler between ``optimize(n_jobs > 1)`` threads.
     """
 
     def __init__(self, seed: int = 0, learning_rate: float = 0.1, baseline_decay: float = 0.9,
@@ -150,6 +153,7 @@ class ReinforceSampler(BaseSampler):
 
     def before_trial(self, study, trial) -> None:
         self.sync(study)
+        self._draw = (trial.number, _draw_index(study, trial))  # one storage query per trial, not per decision
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         if not isinstance(param_distribution, CategoricalDistribution):
@@ -158,7 +162,9 @@ class ReinforceSampler(BaseSampler):
         z = self.logits.setdefault(param_name, np.zeros(n))
         if len(z) != n:
             raise ValueError(f"decision {param_name!r} changed its number of options during the study")
-        choice = _generator(self.seed, _draw_index(study, trial), param_name).choice(n, p=self.probabilities(param_name))
+        cached = getattr(self, "_draw", None)
+        index = cached[1] if cached and cached[0] == trial.number else _draw_index(study, trial)
+        choice = _generator(self.seed, index, param_name).choice(n, p=self.probabilities(param_name))
         return param_distribution.to_external_repr(int(choice))
 
 
