@@ -24,12 +24,14 @@ from pathlib import Path
 # name -> (module, one-line help). Keep sorted by name.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("hf_facerec.cli.align", "Detect and align every face image of a folder"),
+    "clean": ("hf_facerec.cli.clean", "Clean an identity dataset: duplicates, merged identities, noisy labels, outliers"),
     "convert": ("hf_facerec.cli.convert", "Convert RecordIO / image folders to Parquet shards"),
     "data-scale": ("hf_facerec.cli.data_scale", "Run the data-scale grid: identity counts x finetune modes"),
     "evaluate": ("hf_facerec.cli.evaluate", "Evaluate a model on face benchmarks (verification, identification, bias)"),
     "export": ("hf_facerec.cli.export", "Export the embedding model (onnx) with a dynamic batch, checked with onnxruntime"),
     "push": ("hf_facerec.cli.push", "Push a model to the Hub with its card, results, plots and thresholds"),
     "quickstart": ("hf_facerec.cli.quickstart", "Train and evaluate a small model offline (synthetic or --data/--pairs)"),
+    "search": ("hf_facerec.cli.search", "Search data cleaning, architecture and loss jointly (REINFORCE on Optuna)"),
     "train": ("hf_facerec.cli.train", "Train a face recognizer (full, LoRA, linear probe, scratch)"),
 }
 

@@ -335,10 +335,35 @@ class ElasticCosFace(_ElasticMargin):
         return target - self._sample_margins(target, valid)
 
 
+class RescaledArcFace(MarginPenalty):
+    """The comprehensive-search loss (Zhang et al. 2022): positive logit ``s_pos * (cos(m1 * theta + m2) - m3)``,
+    other logits ``s_neg * cos(theta)``; ``scale`` is s_neg, ``s_pos`` defaults to it.
+
+    s_pos = s_neg with m3 = 0 is :class:`ArcFace`, with m1 = 1, m2 = 0 :class:`CosFace`, bit for bit:
+    without an angular term the target cosine skips acos/cos (cos(acos(x)) is not exactly x in float32).
+    """
+
+    _config_keys = ("scale", "s_pos", "m1", "m2", "m3")
+
+    def __init__(self, scale: float = 64.0, s_pos: float | None = None, m1: float = 1.0, m2: float = 0.5,
+                 m3: float = 0.0):
+        super().__init__(scale)
+        self.s_pos = self.scale if s_pos is None else _check_number(s_pos, "s_pos", 0.0, low_inclusive=False)
+        self.m1 = _check_number(m1, "m1", 0.0, low_inclusive=False)
+        self.m2 = _check_number(m2, "m2", 0.0, math.pi, high_inclusive=False)
+        self.m3 = _check_number(m3, "m3")
+
+    def _target_logit(self, target, valid, feature_norms):
+        angular = target if self.m1 == 1.0 and self.m2 == 0.0 else _angular_target(target, self.m1, self.m2)
+        # apply() multiplies every column by s_neg; the ratio is exactly 1.0 when s_pos = s_neg
+        return (angular - self.m3) * (self.s_pos / self.scale)
+
+
 MARGIN_PENALTIES: dict[str, type[MarginPenalty]] = {
     "arcface": ArcFace,
     "cosface": CosFace,
     "combined": CombinedMargin,
+    "rescaled": RescaledArcFace,
     "adaface": AdaFace,
     "curricularface": CurricularFace,
     "elasticarcface": ElasticArcFace,
