@@ -15,8 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
-#: Wall-clock budget per notebook (s): each takes 45-90 s on the shared 2-core machine under load.
-BUDGET_S = {"01_quick_tour.ipynb": 240, "02_finetune_lora.ipynb": 240, "03_data_scale.ipynb": 300}
+#: Wall-clock budget per notebook (s). Measured on the 2-core machine: 45-50 s each at load ~1.5; 70-200 s with
+#: three other engineers' jobs on the same cores (load 6-10).
+BUDGET_S = {"01_quick_tour.ipynb": 300, "02_finetune_lora.ipynb": 300, "03_data_scale.ipynb": 300}
 
 
 def test_every_notebook_has_a_budget_and_is_committed_stripped():
