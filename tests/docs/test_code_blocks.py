@@ -77,7 +77,8 @@ def test_code_block(block: Block, tmp_path_factory, monkeypatch):
         namespace = _NAMESPACES.setdefault(block.path, {"__name__": "__docs__"})
         exec(compile(block.code, block.name, "exec"), namespace)
         return
-    env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg",
+    # OMP_NUM_THREADS=1: a second OpenMP thread only spins on a CPU shared with other jobs (see test_notebooks.py)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     # `hf-facerec` and `python` of this interpreter's environment come first on the PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
