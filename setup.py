@@ -21,10 +21,13 @@ EXTRAS = {
     # faiss-cpu: nearest-neighbour / near-duplicate search past memory; optuna: the search's trial engine and
     # storage; scikit-learn: K-means (hard-negative clusters) and reference metrics.
     "research": ["faiss-cpu>=1.7", "optuna>=3.5", "scikit-learn>=1.3"],
+    # the docs site (mkdocs build --strict) and the executed notebooks (nbclient on an ipykernel)
+    "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26", "nbclient>=0.10", "nbformat>=5.9",
+             "ipykernel>=6.29"],
 }
-EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+EXTRAS["all"] = sorted({dep for name, deps in EXTRAS.items() if name != "docs" for dep in deps})
 # scikit-learn: an independent reference implementation the metric tests compare against.
-EXTRAS["dev"] = EXTRAS["all"] + ["pytest>=7", "scikit-learn>=1.3", "fastapi>=0.100", "uvicorn>=0.20"]
+EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + ["pytest>=7", "scikit-learn>=1.3", "fastapi>=0.100", "uvicorn>=0.20"]
 
 setup(
     name="hf_facerec",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Wall time of `hf-facerec --help`, of every command's `--help` and of `import hf_facerec` (fresh interpreters).
 
-    python scripts/bench_cli.py [--repeat 3]
+    python scripts/bench_cli.py [--repeat 3] [--json out.json]
 
 Prints the median of `--repeat` runs per line, and `import transformers` / `import torch` for scale.
 """
@@ -28,6 +28,7 @@ def _time(argv: list[str], repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", help="also write the figures here (docs: scripts/docs_figures.py)")
     args = parser.parse_args()
     from hf_facerec.cli import _COMMANDS
 
@@ -41,6 +42,9 @@ def main() -> None:
         results[label] = round(_time(argv, args.repeat), 3)
         print(f"{results[label]:7.2f} s  {label}", flush=True)
     print(json.dumps(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            file.write(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
