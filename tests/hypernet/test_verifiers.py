@@ -157,3 +157,22 @@ def test_bad_input_gets_clear_errors(enroller, tmp_path):
     (tmp_path / "g" / "index.json").write_text(json.dumps({"format": "else"}))
     with pytest.raises(GalleryError, match="not a gallery index"):
         Gallery(tmp_path / "g")
+
+
+def test_identification_from_scores_equals_the_core_on_cosines():
+    from hf_facerec.evaluation.identification import identification_report, similarity_matrix
+    from hf_facerec.hypernet.evaluate import identification_from_scores, pair_scores
+
+    rng = np.random.default_rng(0)
+    gallery, probe = rng.normal(size=(6, 8)), rng.normal(size=(30, 8))
+    gallery_labels, probe_labels = np.arange(6), rng.integers(0, 9, 30)  # labels 6-8: non-mated probes
+    expected = identification_report(probe, probe_labels, gallery, gallery_labels, fpirs=(0.1, 0.5))
+    got = identification_from_scores(similarity_matrix(probe, gallery), probe_labels, gallery_labels, fpirs=(0.1, 0.5))
+    assert got == expected
+    model = tiny_hypernet(target_num_channels=1)
+    emb, pix = torch.randn(4, 32), torch.rand(4, 1, 32, 32)
+    s = pair_scores(model, emb, pix, [0, 1], [2, 3])
+    w = [Verifier(str(i), w, model.config.target_config, (32, 32))
+         for i, w in enumerate(model.generate(model.pool(emb[:, None]))[0].detach())]
+    p = lambda i, j: float(torch.sigmoid(w[i].logits(pix[j:j + 1]))[0])  # noqa: E731
+    np.testing.assert_allclose(s, [(p(0, 2) + p(2, 0)) / 2, (p(1, 3) + p(3, 1)) / 2], atol=1e-6)
