@@ -9,6 +9,9 @@ from transformers import AutoConfig, AutoModel
 from .configuration_hypernet import HyperNetConfig
 from .modeling_hypernet import FaceRecHyperNetwork, HyperNetOutput, batched_logits, split_weights
 from .target import BudgetExceededError, TargetConfig, TinyVerifierNet, count_flops, count_parameters, target_forward
+from .verifiers import (HyperNetEnroller, MultipleFacesError, UnknownUserError, Verifier, VerifierFileError, enroll,
+                        verifier_logits, verify)
+from .gallery import Gallery, GalleryError, calibrate_threshold
 
 
 def register_auto_classes() -> None:
@@ -20,6 +23,7 @@ def register_auto_classes() -> None:
 register_auto_classes()
 
 __all__ = [
-    "BudgetExceededError", "FaceRecHyperNetwork", "HyperNetConfig", "HyperNetOutput", "TargetConfig", "TinyVerifierNet",
+    "BudgetExceededError", "FaceRecHyperNetwork", "Gallery", "GalleryError", "HyperNetEnroller", "MultipleFacesError",
+    "UnknownUserError", "Verifier", "VerifierFileError", "calibrate_threshold", "enroll", "verifier_logits", "verify", "HyperNetConfig", "HyperNetOutput", "TargetConfig", "TinyVerifierNet",
     "batched_logits", "count_flops", "count_parameters", "register_auto_classes", "split_weights", "target_forward",
 ]

@@ -25,7 +25,7 @@ from ..data.preprocess import FaceInput
 from .modeling_hypernet import FaceRecHyperNetwork, batched_logits, split_weights
 from .target import BudgetExceededError, TargetConfig, TinyVerifierNet, parameter_shapes
 
-__all__ = ["HyperNetEnroller", "MultipleFacesError", "UnknownUserError", "Verifier", "VerifierFileError",
+__all__ = ["HyperNetEnroller", "MultipleFacesError", "enroll", "UnknownUserError", "Verifier", "VerifierFileError",
            "target_pixels", "verifier_logits", "verify"]
 
 VERIFIER_FORMAT = "hf_facerec.hypernet.verifier"
@@ -267,3 +267,11 @@ class HyperNetEnroller:
     def verify(self, verifier: Verifier, image: Any) -> float:
         """:func:`verify` with this enroller's detector."""
         return verify(verifier, image, self.faces)
+
+
+def enroll(hypernet: FaceRecHyperNetwork | str | os.PathLike, user_id: str, images: Sequence[Any], **kwargs) -> Verifier:
+    """One-off enrolment: a model or saved hypernetwork folder, a user id and photos -> the user's :class:`Verifier`
+    (`kwargs` go to :class:`HyperNetEnroller`; keep an enroller for many users: it loads the detector once)."""
+    if isinstance(hypernet, FaceRecHyperNetwork):
+        return HyperNetEnroller(hypernet, **kwargs).enroll(user_id, images)
+    return HyperNetEnroller.from_pretrained(hypernet, **kwargs).enroll(user_id, images)

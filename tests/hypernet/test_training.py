@@ -80,7 +80,16 @@ def test_objective_schedule_and_threshold_calibration():
     assert cos[~same].max() < threshold < cos[same].min()  # separable identities: the EER threshold splits them
 
 
-def test_training_on_synthetic_identities_makes_verifiers_work(tmp_path):
+@pytest.fixture
+def one_thread():
+    """Tiny ops: one thread avoids intra-op spinning on a shared machine (measured: 18 s vs minutes under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_on_synthetic_identities_makes_verifiers_work(tmp_path, one_thread):
     pixels, labels, embeddings = synthetic_identities(24, 10)
     index = np.arange(len(labels)) % 10
     train = index < 7  # images 7-9 of every identity are held out

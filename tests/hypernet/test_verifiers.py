@@ -57,6 +57,9 @@ def test_enroll_verify_and_safetensors_round_trip(enroller, tmp_path):
     assert loaded.user_id == "alice" and torch.equal(loaded.weights, verifier.weights)
     assert loaded.target == verifier.target and loaded.face_size == verifier.face_size
     assert verify(loaded, probe, FaceInput((32, 32), detector=_Stub())) == p
+    from hf_facerec.hypernet import enroll
+
+    assert torch.equal(enroll(enroller.model, "alice", _photos(2), detector=_Stub()).weights, verifier.weights)
     # enrolment pools the images' embeddings: two photos differ from either one alone
     assert not torch.equal(enroller.enroll("alice", _photos(1)).weights, verifier.weights)
 
