@@ -61,7 +61,6 @@ class HyperNetConfig(PreTrainedConfig):
     generator_layers: int = 2
     bias_scale: float = 0.1
     enrol_pooling: str = "mean"
-    initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
         self.target_channels = [int(c) for c in self.target_channels]

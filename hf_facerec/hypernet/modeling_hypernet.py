@@ -128,7 +128,7 @@ class FaceRecHyperNetwork(PreTrainedModel):
         return torch.cat(parts)
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
+        """He init for the generator's hidden layers, unit-variance outputs for its last layer, N(0, 1) chunk codes."""
         if module is self.generator_output:  # unit-variance raw outputs from the LayerNorm'd hidden state
             nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
             nn.init.zeros_(module.bias)
@@ -140,7 +140,6 @@ class FaceRecHyperNetwork(PreTrainedModel):
             nn.init.zeros_(module.bias)
         elif module is self:
             nn.init.normal_(self.chunk_embeddings, std=1.0)
-        del std
 
     def train(self, mode: bool = True):
         super().train(mode)
