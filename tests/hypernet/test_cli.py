@@ -49,3 +49,14 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "error: no gallery" in capsys.readouterr().err
     assert main(["enroll", "--gallery", str(tmp_path / "g"), "--user", "a"]) == 2
     assert "needs --user, --hypernet and at least one image" in capsys.readouterr().err
+
+
+def test_study_skips_without_shared_data(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "run_hypernet_study.py"
+    out = subprocess.run([sys.executable, str(script), "--shared", str(tmp_path / "absent"), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("skipped: needs") and not (tmp_path / "o").exists()
