@@ -26,7 +26,7 @@ from ..models import FaceRecConfig, FaceRecModel
 from ..models.modeling_facerec import pooled_feature_size
 from .losses import dino_loss, ema_update, simsiam_loss, swav_loss, update_center
 
-__all__ = ["METHODS", "SSLModel"]
+__all__ = ["METHODS", "SSLModel", "build_encoder"]
 
 METHODS = ("swav", "dino", "simsiam")
 
@@ -35,13 +35,17 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out))
 
 
-def _encoder(backbone, image_size: int) -> FaceRecModel:
-    """A FaceRecModel whose embedding is the pooled backbone vector; ``backbone``: a config or a saved folder."""
+def build_encoder(backbone, image_size: int, random_init: bool = False) -> FaceRecModel:
+    """A FaceRecModel whose embedding is the pooled backbone vector (``features``: (B, width)).
+
+    ``backbone``: a backbone config or a saved backbone folder (its weights, or with ``random_init`` its config
+    alone, freshly initialised).
+    """
     if isinstance(backbone, (str, os.PathLike)):
         config = FaceRecConfig.from_backbone(os.fspath(backbone), embedding_head="none", image_size=image_size)
         config.embedding_size = pooled_feature_size(config)
-        encoder = FaceRecModel.from_backbone(os.fspath(backbone), embedding_head="none", image_size=image_size,
-                                             embedding_size=config.embedding_size)
+        encoder = FaceRecModel(config) if random_init else FaceRecModel.from_backbone(
+            os.fspath(backbone), embedding_head="none", image_size=image_size, embedding_size=config.embedding_size)
     else:
         config = FaceRecConfig(backbone_config=backbone, embedding_head="none", image_size=image_size)
         config.embedding_size = pooled_feature_size(config)
@@ -74,7 +78,7 @@ class SSLModel(nn.Module):
         self.method, self.temperature, self.teacher_temperature = method, temperature, teacher_temperature
         self.epsilon, self.sinkhorn_iterations = epsilon, sinkhorn_iterations
         self.teacher_momentum, self.center_momentum = teacher_momentum, center_momentum
-        self.encoder = _encoder(backbone, image_size)
+        self.encoder = build_encoder(backbone, image_size)
         width = self.encoder.config.embedding_size
         self.projector = _mlp(width, hidden_dim, projection_dim)
         if method == "swav":
