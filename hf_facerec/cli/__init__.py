@@ -28,8 +28,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "data-scale": ("hf_facerec.cli.data_scale", "Run the data-scale grid: identity counts x finetune modes"),
     "evaluate": ("hf_facerec.cli.evaluate", "Evaluate a model on face benchmarks (verification, identification, bias)"),
     "export": ("hf_facerec.cli.export", "Export the embedding model (onnx) with a dynamic batch, checked with onnxruntime"),
+    "fewshot": ("hf_facerec.cli.fewshot", "Few-shot benchmark of pre-trainings on face tasks (label fractions x modes)"),
+    "pretrain": ("hf_facerec.cli.pretrain", "Self-supervised pre-training (SwAV, DINO, SimSiam) of a backbone on unlabelled faces"),
     "push": ("hf_facerec.cli.push", "Push a model to the Hub with its card, results, plots and thresholds"),
     "quickstart": ("hf_facerec.cli.quickstart", "Train and evaluate a small model offline (synthetic or --data/--pairs)"),
+    "redundancy": ("hf_facerec.cli.redundancy", "Dataset size, identity and near-duplicate (redundancy) statistics"),
     "train": ("hf_facerec.cli.train", "Train a face recognizer (full, LoRA, linear probe, scratch)"),
 }
 

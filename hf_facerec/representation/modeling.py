@@ -111,6 +111,8 @@ class SSLModel(nn.Module):
         """global_crops: (B, G, 3, S, S); local_crops: (B, L, 3, s, s) or None. Returns ``{"loss": ()}``."""
         if global_crops.ndim != 5:
             raise ValueError(f"global_crops must be (batch, crops, 3, H, W), got {tuple(global_crops.shape)}")
+        if self.training and global_crops.shape[0] < 2:  # BatchNorm heads, Sinkhorn and centring need a batch
+            raise ValueError("SSL training batches need >= 2 images (use dataloader_drop_last=True)")
         crops = list(global_crops.unbind(1))
         n_global = len(crops)
         if local_crops is not None and self.method != "simsiam":
