@@ -17,6 +17,7 @@ def load_unlabelled_images(source, image_column: str = "image", streaming: bool 
                            max_images: int | None = None):
     """A dataset of one column ``image`` (paths, or ``datasets.Image`` values) from ``source``:
 
+    - a list of image paths;
     - a ``datasets.Dataset`` / ``IterableDataset`` (its ``image_column`` kept, other columns dropped);
     - a folder of .parquet files, a .parquet file or a glob of them (``datasets.load_dataset("parquet")``);
     - a ``save_to_disk`` folder;
@@ -25,6 +26,11 @@ def load_unlabelled_images(source, image_column: str = "image", streaming: bool 
 
     ``max_images`` keeps the first N (sorted paths / dataset order). Raises ``ValueError`` naming the source.
     """
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise ValueError("pre-training images: the list of paths is empty")
+        dataset = datasets.Dataset.from_dict({"image": [os.fspath(p) for p in source]})
+        return _limited(dataset.to_iterable_dataset() if streaming else dataset, max_images)
     if isinstance(source, (datasets.Dataset, datasets.IterableDataset)):
         dataset = source
     else:
@@ -54,7 +60,12 @@ def load_unlabelled_images(source, image_column: str = "image", streaming: bool 
     dataset = dataset.select_columns([image_column])
     if image_column != "image":
         dataset = dataset.rename_column(image_column, "image")
-    if max_images is not None:
-        dataset = dataset.take(max_images) if isinstance(dataset, datasets.IterableDataset) else dataset.select(
-            range(min(max_images, len(dataset))))
-    return dataset
+    return _limited(dataset, max_images)
+
+
+def _limited(dataset, max_images: int | None):
+    if max_images is None:
+        return dataset
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.take(max_images)
+    return dataset.select(range(min(max_images, len(dataset))))
