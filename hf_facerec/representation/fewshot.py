@@ -3,11 +3,11 @@ pre-training, on a fraction of each task's labels, over several seeds.
 
 * Label subsets (:func:`nested_label_subsets`): per stratum (class, age decade, ...) a seeded permutation, of which
   each fraction takes the first ``round(f * n)`` (at least 1): stratified, seeded, and nested (1% inside 10%).
-* Heads (:func:`fit_predict`): LayerNorm + Linear on the encoder's pooled ``features``; cross-entropy
-  (classification), L1 on standardised targets (age), L1 on normalised point coordinates (landmarks), CosFace over
-  the training identities (verification: the head's output is the embedding). ``linear_probe`` trains the head on
-  features computed once; ``lora`` (peft, through :mod:`hf_facerec.training.peft`) and ``full`` train backbone
-  and head together.
+* Heads (:func:`fit_predict`): ``linear_probe`` fits scikit-learn on features computed once (standardised;
+  logistic regression for classes, ridge with a leave-one-out penalty for age and points) or, for verification,
+  a linear embedding with a CosFace loss over the training identities. ``lora`` (peft, through
+  :mod:`hf_facerec.training.peft`) and ``full`` train backbone + a LayerNorm-Linear head (started at the prior)
+  together: cross-entropy, L1 on standardised age, L1 on normalised point coordinates, CosFace.
 * Scores (:func:`score_task`): accuracy / balanced accuracy / macro-F1 (scikit-learn), MAE, NME by inter-ocular
   distance with failure rates at 8 % / 10 %, and verification through
   :func:`hf_facerec.evaluation.verification.verification_report` (k-fold accuracy over the test folds, TAR@FAR).
@@ -179,20 +179,41 @@ def _decode(kind: str, out: torch.Tensor, info: dict) -> np.ndarray:
     return out
 
 
+def _sklearn_probe(kind: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, image_size) -> np.ndarray:
+    """The linear probe proper: standardised features -> logistic regression (classes) or ridge regression with
+    its penalty chosen by leave-one-out (values, flattened points): no step count to tune, sane with 2 labels."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "classification":
+        if len(np.unique(train_y)) == 1:
+            return np.full(len(test_x), train_y[0])
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        return model.fit(train_x, train_y).predict(test_x)
+    y = train_y.reshape(len(train_y), -1).astype(np.float64)
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13)))
+    pred = model.fit(train_x, y).predict(test_x)
+    return pred.reshape(len(test_x)) if kind == "regression" else pred.reshape(len(test_x), *train_y.shape[1:])
+
+
 def fit_predict(kind: str, encoder: nn.Module, mode: str, train_x: torch.Tensor, train_y: np.ndarray,
                 test_x: torch.Tensor, *, n_classes: int = 0, image_size=(256, 256), epochs: int = 10,
                 probe_steps: int = 300, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
-                embedding_size: int = 128, lora_rank: int = 8) -> np.ndarray:
+                embedding_size: int = 128, lora_rank: int = 8, min_steps: int = 50) -> np.ndarray:
     """Fit a head (and, unless ``linear_probe``, the backbone) and predict the test set.
 
     Args:
         train_x / test_x: for ``linear_probe`` (N, width) frozen features; else (N, 3, H, W) uint8 pixels.
         train_y: (N,) classes / values or (N, P, 2) points. n_classes: classes (identities for verification).
+        epochs / min_steps: adaptation length (at least ``min_steps`` optimizer steps); probe_steps: the probe's.
     Returns:
         predictions for :func:`score_task`.
     """
     from ..models.heads import build_margin_head
 
+    if mode == "linear_probe" and kind != "verification":
+        return _sklearn_probe(kind, train_x.numpy(), np.asarray(train_y), test_x.numpy(), image_size)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -200,6 +221,10 @@ def fit_predict(kind: str, encoder: nn.Module, mode: str, train_x: torch.Tensor,
         width = train_x.shape[1] if mode == "linear_probe" else encoder.config.embedding_size
         n_out = {"classification": n_classes, "regression": 1, "verification": embedding_size}.get(kind, y.shape[-1])
         head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_out))
+        if kind != "verification":  # start at the prior (mean target / uniform classes): few labels move it little
+            nn.init.zeros_(head[1].weight)
+            with torch.no_grad():
+                head[1].bias.copy_(y.float().mean(0) if kind != "classification" else torch.zeros(n_out))
         margin = build_margin_head(embedding_size, n_classes, "cosface", 30.0, margin=0.35) if kind == "verification" else None
         model = None
         if mode != "linear_probe":
@@ -229,7 +254,7 @@ def fit_predict(kind: str, encoder: nn.Module, mode: str, train_x: torch.Tensor,
             return F.l1_loss(out, target)
 
         n = len(train_x)
-        steps = probe_steps if model is None else max(1, epochs * math.ceil(n / batch_size))
+        steps = probe_steps if model is None else max(min_steps, epochs * math.ceil(n / batch_size))
         size = n if model is None and n <= 4096 else batch_size  # probe: full batch when it fits
         for step in range(steps):
             index = torch.randperm(n, generator=generator)[:size] if size < n else torch.arange(n)
