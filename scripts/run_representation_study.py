@@ -49,32 +49,34 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def lfw_crops(data: Path, out: Path) -> tuple[list[str], Path, Path]:
-    """Crops of the folds 1-5 identities' images (out/lfw_crops/<id>/) and of the folds 6-10 pair images, and a
-    CSV pair file of folds 6-10 over the crops. Returns (training crop paths, identity folder, pair CSV)."""
+def lfw_crops(data: Path, out: Path, size: int) -> tuple[list[str], Path, Path]:
+    """Crops (resized to ``size``: the evaluation then needs no detector) of the folds 1-5 identities' images
+    (out/lfw_crops_<size>/<id>/) and of the folds 6-10 pair images, and a CSV pair file of folds 6-10 over them.
+    Returns (training crop paths, identity folder, pair CSV)."""
     from PIL import Image
 
     from hf_facerec.representation.tasks import get_task
 
     task = get_task("lfw_verification").load(data)
-    root = out / "lfw_crops"
+    root = out / f"lfw_crops_{size}"
 
     def crop(path: str) -> str:
         target = root / Path(path).parent.name / Path(path).name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.open(path).convert("RGB").crop(LFW_CROP).save(target, quality=95)
+            Image.open(path).convert("RGB").crop(LFW_CROP).resize((size, size), Image.Resampling.BICUBIC).save(
+                target, quality=95)
         return str(target)
 
     train = [crop(p) for p in task.train_images]
     test = [crop(p) for p in task.test_images]
-    pair_csv = out / "lfw_folds6-10_pairs.csv"
+    pair_csv = out / f"lfw_folds6-10_pairs_{size}.csv"
     with open(pair_csv, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path1", "path2", "label", "fold"])
         for (i, j), same, fold in zip(task.pairs.tolist(), task.is_same.tolist(), task.folds.tolist()):
             writer.writerow([test[i], test[j], int(same), fold])
-    train_ids = out / "lfw_train_ids"  # identity folders of links, held-out identities absent
+    train_ids = out / f"lfw_train_ids_{size}"  # identity folders of links, held-out identities absent
     train_ids.mkdir(exist_ok=True)
     for identity in {Path(p).parent.name for p in train}:
         link = train_ids / identity
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
 
     clock = [time.time(), cpu_seconds()]
     utk_train = get_task("utkface_gender").load(data).train_images
-    lfw_train, lfw_ids, pair_csv = lfw_crops(data, out)
+    lfw_train, lfw_ids, pair_csv = lfw_crops(data, out, budget["size"])
     images = utk_train + lfw_train
     summary["pretraining_images"] = {"utkface_train_split": len(utk_train), "lfw_folds1-5": len(lfw_train)}
     mark("prepare", clock)
