@@ -31,15 +31,19 @@ sys.path.insert(0, str(REPO / "scripts"))
 LFW_CROP = (60, 60, 190, 190)
 VIT = {"model_type": "vit", "hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3,
        "intermediate_size": 768, "patch_size": 8}
-BUDGETS = {  # pretrain steps, batch, image px, local crops, few-shot caps / seeds / modes, data-scale steps / counts
-    "smoke": dict(steps=2, batch=8, size=32, n_local=2, max_train=60, max_test=40, seeds=(0,),
-                  modes=("linear_probe", "lora"), ds_steps=2, ds_counts="20", ds_modes="lora,scratch"),
-    "tiny": dict(steps=40, batch=32, size=64, n_local=2, max_train=1000, max_test=600, seeds=(0, 1),
-                 modes=("linear_probe",), ds_steps=30, ds_counts="100,300", ds_modes="lora,full,scratch"),
-    "small": dict(steps=600, batch=64, size=64, n_local=4, max_train=None, max_test=None, seeds=(0, 1, 2),
-                  modes=("linear_probe", "lora"), ds_steps=200, ds_counts="100,300,all", ds_modes="lora,full,scratch"),
-    "full": dict(steps=5000, batch=128, size=96, n_local=6, max_train=None, max_test=None, seeds=(0, 1, 2),
-                 modes=("linear_probe", "lora", "full"), ds_steps=1000, ds_counts="100,300,all",
+# mfn_redundancy: MobileFaceNet embeddings for the redundancy figures (~15 CPU-minutes here) besides thumbnails;
+# steps / batch / size / n_local: pre-training; max_train / max_test / seeds / modes: few-shot; ds_*: data-scale grid.
+BUDGETS = {
+    "smoke": dict(mfn_redundancy=False, steps=2, batch=8, size=32, n_local=2, max_train=60, max_test=40,
+                  seeds=(0,), modes=("linear_probe", "lora"), ds_steps=2, ds_counts="20", ds_modes="lora,scratch"),
+    "tiny": dict(mfn_redundancy=False, steps=40, batch=32, size=64, n_local=2, max_train=1000, max_test=600,
+                 seeds=(0, 1), modes=("linear_probe",), ds_steps=30, ds_counts="100,300",
+                 ds_modes="lora,full,scratch"),
+    "small": dict(mfn_redundancy=True, steps=600, batch=64, size=64, n_local=4, max_train=None, max_test=None,
+                  seeds=(0, 1, 2), modes=("linear_probe", "lora"), ds_steps=200, ds_counts="100,300,all",
+                  ds_modes="lora,full,scratch"),
+    "full": dict(mfn_redundancy=True, steps=5000, batch=128, size=96, n_local=6, max_train=None, max_test=None,
+                 seeds=(0, 1, 2), modes=("linear_probe", "lora", "full"), ds_steps=1000, ds_counts="100,300,all",
                  ds_modes="lora,full,scratch"),
 }
 
@@ -131,7 +135,8 @@ def main(argv=None) -> int:
                      "torch_threads": torch.get_num_threads(), "timings": {}}
 
     def mark(step: str, since: list) -> None:
-        summary["timings"][step] = {"wall_s": round(time.time() - since[0], 1), "cpu_s": round(cpu_seconds() - since[1], 1)}
+        summary["timings"][step] = {"wall_s": round(time.time() - since[0], 1),
+                                    "cpu_s": round(cpu_seconds() - since[1], 1)}
         since[:] = [time.time(), cpu_seconds()]
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
@@ -154,10 +159,10 @@ def main(argv=None) -> int:
         from hf_facerec.data.attributes import read_utkface
 
         utk_all = read_utkface(data / "utkface_part1").paths
+        model = mobilefacenet if budget["mfn_redundancy"] else None  # ~15 min of CPU for both sets here
         summary["redundancy"] = {
-            "utkface": redundancy("utkface", utk_all, None, mobilefacenet),
-            "lfw_folds1-5": redundancy("lfw_folds1-5", lfw_train, [Path(p).parent.name for p in lfw_train],
-                                       mobilefacenet)}
+            "utkface": redundancy("utkface", utk_all, None, model),
+            "lfw_folds1-5": redundancy("lfw_folds1-5", lfw_train, [Path(p).parent.name for p in lfw_train], model)}
         mark("redundancy", clock)
 
     backbones = {}

@@ -225,7 +225,8 @@ def fit_predict(kind: str, encoder: nn.Module, mode: str, train_x: torch.Tensor,
             nn.init.zeros_(head[1].weight)
             with torch.no_grad():
                 head[1].bias.copy_(y.float().mean(0) if kind != "classification" else torch.zeros(n_out))
-        margin = build_margin_head(embedding_size, n_classes, "cosface", 30.0, margin=0.35) if kind == "verification" else None
+        margin = (build_margin_head(embedding_size, n_classes, "cosface", 30.0, margin=0.35)
+                  if kind == "verification" else None)
         model = None
         if mode != "linear_probe":
             model = copy.deepcopy(encoder)
@@ -233,7 +234,8 @@ def fit_predict(kind: str, encoder: nn.Module, mode: str, train_x: torch.Tensor,
                 from ..training.peft import apply_peft, build_peft_config
 
                 model.requires_grad_(False)
-                apply_peft(model, build_peft_config(model.config.backbone_type, "lora", rank=lora_rank, alpha=2.0 * lora_rank, dropout=0.0))
+                apply_peft(model, build_peft_config(model.config.backbone_type, "lora", rank=lora_rank,
+                                                    alpha=2.0 * lora_rank, dropout=0.0))
             elif mode != "full":
                 raise ValueError(f"adaptation mode must be one of {MODES}, got {mode!r}")
             model.train()
@@ -274,7 +276,7 @@ def fit_predict(kind: str, encoder: nn.Module, mode: str, train_x: torch.Tensor,
 def run_fewshot(pretrainings: list[Pretraining], tasks, data_root, output_dir, fractions=(0.01, 0.1, 1.0),
                 modes=("linear_probe",), seeds=(0, 1, 2), image_size: int = 64, epochs: int = 10,
                 probe_steps: int = 300, lr: float = 1e-3, batch_size: int = 64, max_train: int | None = None,
-                max_test: int | None = None, progress: bool = True) -> dict:
+                max_test: int | None = None, min_steps: int = 50, progress: bool = True) -> dict:
     """Every (pre-training, task, mode, seed, fraction) cell; writes results.json / results.md / fewshot.png into
     ``output_dir`` and returns ``{"config", "results" (one row per cell), "summary" (mean, std over seeds)}``."""
     from tqdm.auto import tqdm
@@ -289,7 +291,8 @@ def run_fewshot(pretrainings: list[Pretraining], tasks, data_root, output_dir, f
     task_objects = [get_task(t) if isinstance(t, str) else t for t in tasks]
     config = {"pretrainings": [asdict(p) for p in pretrainings], "tasks": [t.name for t in task_objects],
               "fractions": list(fractions), "modes": list(modes), "seeds": list(seeds), "image_size": image_size,
-              "epochs": epochs, "probe_steps": probe_steps, "lr": lr, "max_train": max_train, "max_test": max_test}
+              "epochs": epochs, "min_steps": min_steps, "probe_steps": probe_steps, "lr": lr, "max_train": max_train,
+              "max_test": max_test}
     rows = []
     cells = len(pretrainings) * len(task_objects) * len(modes) * len(seeds) * len(fractions)
     bar = tqdm(total=cells, desc="few-shot", disable=not progress)
@@ -315,7 +318,8 @@ def run_fewshot(pretrainings: list[Pretraining], tasks, data_root, output_dir, f
                     for fraction, index in nested_label_subsets(strata, fractions, seed).items():
                         pred = fit_predict(task.kind, encoder, mode, train_x[index], data.train_targets[index], test_x,
                                            n_classes=n_classes, image_size=data.image_size or size, epochs=epochs,
-                                           probe_steps=probe_steps, lr=lr, batch_size=batch_size, seed=seed)
+                                           probe_steps=probe_steps, lr=lr, batch_size=batch_size, seed=seed,
+                                           min_steps=min_steps)
                         rows.append({"pretraining": p.name, "task": task.name, "mode": mode, "seed": seed,
                                      "fraction": fraction, "n_train": int(len(index)),
                                      "scores": score_task(data, task.kind, pred)})
