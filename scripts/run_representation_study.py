@@ -35,16 +35,17 @@ VIT = {"model_type": "vit", "hidden_size": 192, "num_hidden_layers": 6, "num_att
 # steps / batch / size / n_local: pre-training; max_train / max_test / seeds / modes: few-shot; ds_*: data-scale grid.
 BUDGETS = {
     "smoke": dict(mfn_redundancy=False, steps=2, batch=8, size=32, n_local=2, max_train=60, max_test=40,
-                  seeds=(0,), modes=("linear_probe", "lora"), ds_steps=2, ds_counts="20", ds_modes="lora,scratch"),
+                  seeds=(0,), modes=("linear_probe", "lora"), ds_steps=2, ds_batch=8, ds_counts="20",
+                  ds_modes="lora,scratch"),
     "tiny": dict(mfn_redundancy=False, steps=40, batch=32, size=64, n_local=2, max_train=1000, max_test=600,
-                 seeds=(0, 1), modes=("linear_probe",), ds_steps=30, ds_counts="100,300",
-                 ds_modes="lora,full,scratch"),
+                 seeds=(0, 1), modes=("linear_probe",), ds_steps=20, ds_batch=32, ds_counts="100,300",
+                 ds_modes="lora,scratch"),
     "small": dict(mfn_redundancy=True, steps=600, batch=64, size=64, n_local=4, max_train=None, max_test=None,
-                  seeds=(0, 1, 2), modes=("linear_probe", "lora"), ds_steps=200, ds_counts="100,300,all",
-                  ds_modes="lora,full,scratch"),
+                  seeds=(0, 1, 2), modes=("linear_probe", "lora"), ds_steps=200, ds_batch=64,
+                  ds_counts="100,300,all", ds_modes="lora,full,scratch"),
     "full": dict(mfn_redundancy=True, steps=5000, batch=128, size=96, n_local=6, max_train=None, max_test=None,
-                 seeds=(0, 1, 2), modes=("linear_probe", "lora", "full"), ds_steps=1000, ds_counts="100,300,all",
-                 ds_modes="lora,full,scratch"),
+                 seeds=(0, 1, 2), modes=("linear_probe", "lora", "full"), ds_steps=1000, ds_batch=64,
+                 ds_counts="100,300,all", ds_modes="lora,full,scratch"),
 }
 
 
@@ -198,10 +199,11 @@ def main(argv=None) -> int:
         config.write_text("\n".join([
             f"backbone: {backbones['swav']}", f"image_size: {budget['size']}", "embedding_size: 128",
             "min_images_per_identity: 2", "augmentation: light", "margin_type: arcface", "margin_scale: 32.0",
-            'margin_kwargs: {"margin": 0.3}', "per_device_train_batch_size: 64", f"max_steps: {budget['ds_steps']}",
-            "learning_rate: 1.0e-3", "head_learning_rate: 1.0e-2", "warmup_steps: 5", "lr_scheduler_type: cosine",
-            "lora_rank: 8", "logging_steps: 10", 'save_strategy: "no"', "seed: 0", "use_cpu: true",
-            "dataloader_num_workers: 0", "report_to: none", f"output_dir: {out / 'data_scale'}"]) + "\n")
+            'margin_kwargs: {"margin": 0.3}', f"per_device_train_batch_size: {budget['ds_batch']}",
+            f"max_steps: {budget['ds_steps']}", "learning_rate: 1.0e-3", "head_learning_rate: 1.0e-2",
+            f"warmup_steps: {max(1, budget['ds_steps'] // 10)}", "lr_scheduler_type: cosine", "lora_rank: 8",
+            "logging_steps: 10", 'save_strategy: "no"', "seed: 0", "use_cpu: true", "dataloader_num_workers: 0",
+            "report_to: none", f"output_dir: {out / 'data_scale'}"]) + "\n")
         rows = run_grid(str(config), budget["ds_counts"], budget["ds_modes"], [f"lfw6-10={pair_csv}"],
                         out / "data_scale", flip="sum", train_args=["--train_dir", str(lfw_ids)])
         summary["data_scale"] = rows
