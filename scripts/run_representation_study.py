@@ -39,7 +39,7 @@ BUDGETS = {
                   ds_modes="lora,scratch"),
     "tiny": dict(mfn_redundancy=False, steps=40, batch=32, size=64, n_local=2, max_train=1000, max_test=600,
                  seeds=(0, 1), modes=("linear_probe",), ds_steps=20, ds_batch=32, ds_counts="100,300",
-                 ds_modes="lora,scratch"),
+                 ds_modes="lora,full,scratch"),
     "small": dict(mfn_redundancy=True, steps=600, batch=64, size=64, n_local=4, max_train=None, max_test=None,
                   seeds=(0, 1, 2), modes=("linear_probe", "lora"), ds_steps=200, ds_batch=64,
                   ds_counts="100,300,all", ds_modes="lora,full,scratch"),
