@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_facerec"
 #: The core, which the layers above build on: it must never import them.
 CORE = ("models", "data", "evaluation")
-ABOVE = ("training", "benchmarks", "hub", "demo", "cli", "metrics", "search", "hypernet")
+ABOVE = ("training", "benchmarks", "hub", "demo", "cli", "metrics", "search", "hypernet", "representation")
 
 
 def _module_name(path: Path) -> str:

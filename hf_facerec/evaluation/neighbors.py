@@ -1,7 +1,7 @@
 """Nearest-neighbour search over embeddings, one API from 100 vectors to millions: exact or FAISS approximate.
 
 Every caller that needs "the k most similar embeddings" (near-duplicate and redundancy analysis, data cleaning,
-1:N identification past memory) goes through :class:`NeighborIndex`. Similarity is cosine (vectors are
+1:N identification past memory: :meth:`NeighborIndex.rank_k_accuracy`) goes through :class:`NeighborIndex`. Similarity is cosine (vectors are
 L2-normalised here), higher = more similar, as everywhere in :mod:`hf_facerec.evaluation`.
 
 Methods:
@@ -107,6 +107,31 @@ class NeighborIndex:
         scores, indices = self._index.search(np.ascontiguousarray(q), k)
         scores[indices < 0] = -np.inf
         return scores, indices.astype(np.int64, copy=False)
+
+    def rank_k_accuracy(self, probe, probe_labels, gallery_labels, ks=(1, 5)) -> dict[int, float]:
+        """Closed-set identification over this index as the gallery, for galleries past memory or FAISS speed:
+        ``{k: fraction of mated probes whose rank <= k}``, the rank rule of
+        :func:`~hf_facerec.evaluation.identification.rank_k_accuracy` (1 + non-mated entries scoring >= the best
+        mate; the same figures as that exact search whenever the index returns the true top max(ks)).
+
+        Args:
+            probe: (P, D). probe_labels: (P,). gallery_labels: (N,) labels of the indexed vectors. ks: ranks >= 1.
+        """
+        ks = sorted({_positive_int(k, "ks") for k in ks})
+        gallery_labels, probe_labels = np.asarray(gallery_labels), np.asarray(probe_labels)
+        if gallery_labels.shape != (self.size,):
+            raise ValueError(f"gallery_labels must have shape ({self.size},), got {gallery_labels.shape}")
+        scores, indices = self.search(probe, ks[-1])
+        if probe_labels.shape != (len(scores),):
+            raise ValueError(f"probe_labels must have shape ({len(scores)},), got {probe_labels.shape}")
+        mated = np.isin(probe_labels, gallery_labels)
+        if not mated.any():
+            raise ValueError("no probe label occurs in gallery_labels: rank-k needs mated probes")
+        is_mate = (indices >= 0) & (gallery_labels[np.maximum(indices, 0)] == probe_labels[:, None])
+        found = is_mate.any(axis=1)
+        best = np.where(found, np.where(is_mate, scores, -np.inf).max(axis=1), np.inf)
+        rank = np.where(found, ((scores >= best[:, None]) & ~is_mate & (indices >= 0)).sum(axis=1) + 1, ks[-1] + 1)
+        return {k: float((rank[mated] <= k).mean()) for k in ks}
 
     def __len__(self) -> int:
         return self.size

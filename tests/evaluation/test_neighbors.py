@@ -79,3 +79,22 @@ def test_bad_inputs():
         NeighborIndex(_unit(5, 4)).search(_unit(2, 3), k=1)
     with pytest.raises(ValueError, match="threshold"):
         near_duplicate_pairs(_unit(5, 4), threshold=1.5)
+
+
+@pytest.mark.parametrize("method", ["exact", "hnsw", "ivf"])
+def test_rank_k_over_the_index_equals_exact_identification(method):
+    from hf_facerec.evaluation.identification import rank_k_accuracy
+
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((60, 32))
+    gallery_labels = np.repeat(np.arange(50), 3)  # identities 50-59 are never in the gallery: non-mated probes
+    gallery = centres[gallery_labels] + 1.2 * rng.standard_normal((150, 32))
+    probe_labels = rng.integers(0, 60, 200)
+    probe = centres[probe_labels] + 1.2 * rng.standard_normal((200, 32))
+    options = {"nlist": 3, "nprobe": 3} if method == "ivf" else {}
+    index = NeighborIndex(gallery, method=method, **options)
+    expected = rank_k_accuracy(probe, probe_labels, gallery, gallery_labels, ks=(1, 5, 10))
+    assert index.rank_k_accuracy(probe, probe_labels, gallery_labels, ks=(1, 5, 10)) == pytest.approx(expected)
+    assert 0.2 < expected[1] < expected[10] < 1.0  # neither trivial nor saturated
+    with pytest.raises(ValueError, match="gallery_labels"):
+        index.rank_k_accuracy(probe, probe_labels, gallery_labels[:5])
