@@ -11,7 +11,7 @@ from transformers import AutoModelForImageClassification
 from hf_facerec import FaceRecConfig, FaceRecForMarginClassification
 from hf_facerec.models.margins import ArcFace, CosFace, RescaledArcFace, build_margin_penalty
 
-from .tiny_backbones import tiny_backbone_config
+from .tiny_backbones import fit_losses, tiny_backbone_config
 
 
 def _grid():
@@ -58,14 +58,7 @@ def test_trains_and_round_trips(tmp_path):
                            margin_kwargs={"s_pos": 12.0, "m1": 1.1, "m2": 0.2, "m3": 0.05})
     model = FaceRecForMarginClassification(config)
     pixel_values, labels = torch.randn(10, 3, 32, 32), torch.arange(10) % 5
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(15):
-        out = model(pixel_values, labels=labels)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        losses.append(out.loss.item())
+    losses = fit_losses(model, pixel_values, labels)
     assert losses[-1] < 0.5 * losses[0], losses
     model.eval().save_pretrained(tmp_path)
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()

@@ -29,3 +29,18 @@ def tiny_backbone_config(name: str, image_size: int = 112):
 
 
 BACKBONES = ("dinov2", "vit", "clip_vision_model", "swin", "convnext", "resnet", "iresnet", "mobilefacenet")
+
+
+def fit_losses(model, pixel_values, labels, steps: int = 15, lr: float = 3e-3) -> list[float]:
+    """Train ``model`` (a margin-classification model) on one fixed batch with AdamW; the loss of each step."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        out = model(pixel_values, labels=labels)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    return losses

@@ -11,16 +11,9 @@ from hf_facerec.representation.augment import MultiCropTransform
 from hf_facerec.representation.data import load_unlabelled_images
 from hf_facerec.representation.modeling import SSLModel
 from hf_facerec.representation.trainer import SSLPretrainTrainer
+from tests.training.test_trainer import one_thread  # noqa: F401  (autouse: one torch thread)
 
 SIZE = 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_vit() -> ViTConfig:
