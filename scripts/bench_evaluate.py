@@ -7,7 +7,9 @@
 Each side runs the real CLI in a fresh interpreter (``PYTHONPATH`` = that checkout, cwd outside both trees so
 the checkout's package is the one imported), with ``--align yunet --flip concat --no-cache``: decode, detect,
 align and embed every photo of the benchmark, then the metrics, the JSON/markdown and the plots. Prints wall
-time, images/s (the benchmark's distinct photos), CPU use and minor page faults of each, their ratio, and the
+time, images/s (the benchmark's distinct photos), CPU use and minor page faults of each (of the CLI process and the
+children it waits for: forkserver alignment workers are the server's children, so they are not counted), their
+ratio, and the
 two accuracies (they must agree).
 """
 
