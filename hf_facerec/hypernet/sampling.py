@@ -24,16 +24,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..evaluation.scoring import template_embeddings
+
 __all__ = ["EpisodeConfig", "EpisodeDataset", "KMeansCenteredSampler", "identity_centers"]
 
 
 def identity_centers(embeddings: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique labels (I,), unit mean embedding per identity (I, D)) from (N, D) embeddings and (N,) labels."""
-    unique, codes = np.unique(labels, return_inverse=True)
-    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
-    sums = np.zeros((unique.size, embeddings.shape[1]))
-    np.add.at(sums, codes, unit)
-    return unique, sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)
+    """(unique labels (I,), unit mean embedding per identity (I, D)) from (N, D) embeddings and (N,) labels: the
+    evaluation core's template aggregation with one image per media."""
+    return template_embeddings(embeddings, labels)
 
 
 class KMeansCenteredSampler:

@@ -70,6 +70,7 @@ def calibrate_align_threshold(embeddings: np.ndarray, labels: np.ndarray, n_pair
     """h_bb's EER threshold (:func:`~hf_facerec.evaluation.roc.equal_error_rate`) on random training pairs: the
     cosine the alignment target maps to p = 1/2."""
     from ..evaluation.roc import equal_error_rate
+    from ..evaluation.scoring import pair_scores
 
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
@@ -81,8 +82,7 @@ def calibrate_align_threshold(embeddings: np.ndarray, labels: np.ndarray, n_pair
     keep = g != a
     first = np.concatenate([a[keep], a])
     second = np.concatenate([g[keep], b])
-    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    scores = np.sum(unit[first] * unit[second], axis=1)
+    scores = pair_scores(embeddings, first, second)
     return float(equal_error_rate(scores, labels[first] == labels[second])[1])
 
 
